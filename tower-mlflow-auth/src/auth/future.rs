@@ -1,0 +1,158 @@
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+use tracing::Span;
+
+use super::layer::Shared;
+use crate::{
+    authorization::Authorization,
+    rejection::{AuthRejection, RejectionResponse},
+};
+
+/// The authenticator's verdict, already logged; boxed because `Authenticator::authenticate`
+/// returns an unnameable future.
+pub(crate) type Verification =
+    Pin<Box<dyn Future<Output = Result<Authorization, AuthRejection>> + Send>>;
+
+pin_project! {
+    /// Response future of [`Auth`](super::Auth).
+    pub struct ResponseFuture<S, ReqBody, R>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody, R>,
+        span: Span,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody, R>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Verifying {
+            verification: Verification,
+            request: Option<Request<ReqBody>>,
+            inner: Option<S>,
+            shared: Arc<Shared<R>>,
+            grpc: bool,
+        },
+        Inner {
+            #[pin]
+            future: S::Future,
+        },
+        Rejected {
+            response: Option<S::Response>,
+        },
+    }
+}
+
+impl<S, ReqBody, R> ResponseFuture<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn inner(future: S::Future, span: Span) -> Self {
+        Self {
+            state: State::Inner { future },
+            span,
+        }
+    }
+
+    pub(crate) fn rejected(response: S::Response, span: Span) -> Self {
+        Self {
+            state: State::Rejected {
+                response: Some(response),
+            },
+            span,
+        }
+    }
+
+    pub(crate) fn verifying(
+        verification: Verification,
+        request: Request<ReqBody>,
+        inner: S,
+        shared: Arc<Shared<R>>,
+        grpc: bool,
+        span: Span,
+    ) -> Self {
+        Self {
+            state: State::Verifying {
+                verification,
+                request: Some(request),
+                inner: Some(inner),
+                shared,
+                grpc,
+            },
+            span,
+        }
+    }
+}
+
+impl<S, ReqBody, R, ResBody> Future for ResponseFuture<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    R: RejectionResponse<ResBody>,
+    ResBody: Default,
+{
+    type Output = Result<Response<ResBody>, S::Error>;
+
+    // A future polled after completion may panic (`Future::poll` contract), as in tower-http.
+    #[allow(clippy::expect_used)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let _entered = this.span.enter();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Verifying {
+                    verification,
+                    request,
+                    inner,
+                    shared,
+                    grpc,
+                } => match ready!(verification.as_mut().poll(cx)) {
+                    Ok(principal) => {
+                        this.span.record("principal", principal.subject());
+                        tracing::debug!("authenticated");
+                        let mut request = request.take().expect("future polled after completion");
+                        request.extensions_mut().insert(principal);
+                        let future = inner
+                            .take()
+                            .expect("future polled after completion")
+                            .call(request);
+                        this.state.set(State::Inner { future });
+                    }
+                    Err(rejection) => {
+                        tracing::debug!(%rejection, "request rejected");
+                        let response = shared.render(rejection, *grpc);
+                        this.state.set(State::Rejected {
+                            response: Some(response),
+                        });
+                    }
+                },
+                StateProj::Inner { future } => return future.poll(cx),
+                StateProj::Rejected { response } => {
+                    return Poll::Ready(Ok(response.take().expect("future polled after completion")));
+                }
+            }
+        }
+    }
+}
+
+impl<S, ReqBody, R> fmt::Debug for ResponseFuture<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,296 @@
+//! The [`Authenticator`] trait: how a request's credentials are found and verified.
+//!
+//! Authentication runs in two steps:
+//!
+//! 1. [`Authenticator::credentials`] extracts owned [`Credentials`] from the request head,
+//!    synchronously. The default reads the `Authorization` header (`Basic` and `Bearer`).
+//! 2. [`Authenticator::authenticate`] verifies them asynchronously and answers
+//!    `Ok(Some(principal))` (accepted), `Ok(None)` (wrong credentials: 401) or `Err(_)` (the
+//!    credential backend failed: 503, logged, never shown to the client).
+//!
+//! Any `Fn(Credentials) -> impl Future<Output = Result<Option<Authorization>, E>>` closure is an
+//! authenticator that reads the `Authorization` header and challenges with `Basic`. A custom
+//! scheme — here an API key in `X-Api-Key` — is a dozen lines:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{HeaderName, request::Parts};
+//! use secrecy::ExposeSecret;
+//! use subtle::ConstantTimeEq;
+//! use tower_mlflow_auth::{Authenticator, Authorization, Challenge, Credentials, CredentialsError, Scheme};
+//!
+//! #[derive(Clone)]
+//! struct ApiKey;
+//!
+//! impl Authenticator for ApiKey {
+//!     type Error = Infallible;
+//!
+//!     fn credentials(&self, parts: &Parts) -> Result<Credentials, CredentialsError> {
+//!         Credentials::from_header(&parts.headers, &HeaderName::from_static("x-api-key"))
+//!     }
+//!
+//!     async fn authenticate(&self, credentials: Credentials) -> Result<Option<Authorization>, Infallible> {
+//!         let Credentials::Header { value, .. } = credentials else { return Ok(None) };
+//!         let valid: bool = value.expose_secret().as_bytes().ct_eq(b"k-123").into();
+//!         Ok(valid.then(|| Authorization::new("ci-bot", Scheme::Header)))
+//!     }
+//!
+//!     fn challenges(&self) -> &[Challenge] {
+//!         &[]
+//!     }
+//! }
+//! ```
+//!
+//! Two authenticators combine with [`first_of`]: the first to accept wins.
+
+use std::{error::Error, fmt, future::Future, sync::Arc};
+
+use http::request::Parts;
+
+use crate::{
+    authorization::Authorization,
+    credentials::{Credentials, CredentialsError},
+};
+
+/// Finds and verifies a request's credentials.
+///
+/// See the [module docs](crate::authenticator) for the two steps and an example.
+pub trait Authenticator: Clone + Send + Sync + 'static {
+    /// A failure of the credential backend (a database, a key server). It becomes a 503 and
+    /// is logged with its `Display` text, so that text must not contain a secret.
+    type Error: Error + Send + Sync + 'static;
+
+    /// Extracts credentials from the request head.
+    ///
+    /// The default parses the `Authorization` header with
+    /// [`Credentials::from_authorization_header`].
+    ///
+    /// # Errors
+    ///
+    /// [`CredentialsError::Missing`] when the request carries none, and
+    /// [`CredentialsError::Malformed`] when it carries something unreadable; both become 401.
+    fn credentials(&self, parts: &Parts) -> Result<Credentials, CredentialsError> {
+        Credentials::from_authorization_header(&parts.headers)
+    }
+
+    /// Verifies credentials: `Ok(Some(_))` accepts, `Ok(None)` rejects (401), `Err(_)` is a
+    /// backend failure (503).
+    ///
+    /// Credentials of a scheme this authenticator does not handle should give `Ok(None)`, so
+    /// that [`first_of`] can hand them to the next one.
+    fn authenticate(
+        &self,
+        credentials: Credentials,
+    ) -> impl Future<Output = Result<Option<Authorization>, Self::Error>> + Send;
+
+    /// The challenges for the `WWW-Authenticate` header of a 401, in order of preference.
+    ///
+    /// The default is `Basic`. An empty slice sends no `WWW-Authenticate` header.
+    fn challenges(&self) -> &[Challenge] {
+        &[Challenge::BASIC]
+    }
+}
+
+impl<F, Fut, E> Authenticator for F
+where
+    F: Fn(Credentials) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<Authorization>, E>> + Send,
+    E: Error + Send + Sync + 'static,
+{
+    type Error = E;
+
+    fn authenticate(
+        &self,
+        credentials: Credentials,
+    ) -> impl Future<Output = Result<Option<Authorization>, E>> + Send {
+        self(credentials)
+    }
+}
+
+impl<A: Authenticator> Authenticator for Arc<A> {
+    type Error = A::Error;
+
+    fn credentials(&self, parts: &Parts) -> Result<Credentials, CredentialsError> {
+        (**self).credentials(parts)
+    }
+
+    fn authenticate(
+        &self,
+        credentials: Credentials,
+    ) -> impl Future<Output = Result<Option<Authorization>, Self::Error>> + Send {
+        (**self).authenticate(credentials)
+    }
+
+    fn challenges(&self) -> &[Challenge] {
+        (**self).challenges()
+    }
+}
+
+/// An authentication scheme offered in the `WWW-Authenticate` header of a 401.
+///
+/// [`AuthLayer`](crate::AuthLayer) adds the realm: `Basic realm="mlflow"`, and for a bearer
+/// token that was presented and rejected, `Bearer realm="mlflow", error="invalid_token"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge(ChallengeScheme);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ChallengeScheme {
+    Basic,
+    Bearer,
+    Custom(Box<str>),
+}
+
+impl Challenge {
+    /// `Basic` (RFC 7617), what MLflow and nginx send.
+    pub const BASIC: Self = Self(ChallengeScheme::Basic);
+    /// `Bearer` (RFC 6750).
+    pub const BEARER: Self = Self(ChallengeScheme::Bearer);
+
+    /// Another scheme, such as `ApiKey`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidChallenge`] unless `scheme` is a non-empty HTTP token (RFC 9110 `tchar`s).
+    pub fn custom(scheme: &str) -> Result<Self, InvalidChallenge> {
+        let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if scheme.is_empty() || !scheme.bytes().all(is_tchar) {
+            return Err(InvalidChallenge(()));
+        }
+        Ok(Self(ChallengeScheme::Custom(scheme.into())))
+    }
+
+    /// The scheme's name as sent on the wire.
+    #[must_use]
+    pub fn scheme(&self) -> &str {
+        match &self.0 {
+            ChallengeScheme::Basic => "Basic",
+            ChallengeScheme::Bearer => "Bearer",
+            ChallengeScheme::Custom(s) => s,
+        }
+    }
+
+    pub(crate) fn is_bearer(&self) -> bool {
+        self.0 == ChallengeScheme::Bearer
+    }
+}
+
+/// A challenge scheme that is not an HTTP token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidChallenge(());
+
+impl fmt::Display for InvalidChallenge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad("a challenge scheme must be a non-empty HTTP token")
+    }
+}
+
+impl Error for InvalidChallenge {}
+
+/// Tries `first`, then `second`: the first to accept the credentials wins.
+///
+/// - Extraction: the first authenticator's credentials if it finds any, else the second's;
+///   malformed credentials are reported only when neither finds usable ones.
+/// - Verification: `second` runs when `first` rejects (`Ok(None)`) or fails (`Err`). A
+///   backend failure is reported (503) only when no authenticator accepted.
+/// - Challenges: both lists, `first`'s first, without duplicates.
+///
+/// ```
+/// use tower_mlflow_auth::{Authorization, Credentials, Scheme, first_of};
+///
+/// let basic = |c: Credentials| async move {
+///     Ok::<_, std::convert::Infallible>(match c {
+///         Credentials::Basic { username, .. } if username == "alice" => {
+///             Some(Authorization::new(username, Scheme::Basic))
+///         }
+///         _ => None,
+///     })
+/// };
+/// let bearer = |c: Credentials| async move {
+///     Ok::<_, std::convert::Infallible>(
+///         matches!(c, Credentials::Bearer { .. }).then(|| Authorization::new("bot", Scheme::Bearer)),
+///     )
+/// };
+/// let either = first_of(basic, bearer);
+/// # let _ = either;
+/// ```
+pub fn first_of<A: Authenticator, B: Authenticator>(first: A, second: B) -> FirstOf<A, B> {
+    let mut challenges: Vec<Challenge> = first.challenges().to_vec();
+    for c in second.challenges() {
+        if !challenges.contains(c) {
+            challenges.push(c.clone());
+        }
+    }
+    FirstOf {
+        first,
+        second,
+        challenges: challenges.into(),
+    }
+}
+
+/// Two authenticators tried in order; made by [`first_of`].
+#[derive(Clone, Debug)]
+pub struct FirstOf<A, B> {
+    first: A,
+    second: B,
+    challenges: Arc<[Challenge]>,
+}
+
+impl<A: Authenticator, B: Authenticator> Authenticator for FirstOf<A, B> {
+    type Error = FirstOfError<A::Error, B::Error>;
+
+    fn credentials(&self, parts: &Parts) -> Result<Credentials, CredentialsError> {
+        match self.first.credentials(parts) {
+            Ok(credentials) => Ok(credentials),
+            Err(first_err) => match self.second.credentials(parts) {
+                Ok(credentials) => Ok(credentials),
+                Err(CredentialsError::Missing) => Err(first_err),
+                Err(second_err) if first_err == CredentialsError::Missing => Err(second_err),
+                Err(_) => Err(first_err),
+            },
+        }
+    }
+
+    async fn authenticate(&self, credentials: Credentials) -> Result<Option<Authorization>, Self::Error> {
+        let first = self.first.authenticate(credentials.clone()).await;
+        if let Ok(Some(principal)) = first {
+            return Ok(Some(principal));
+        }
+        match (first, self.second.authenticate(credentials).await) {
+            (_, Ok(Some(principal))) => Ok(Some(principal)),
+            (Err(e), _) => Err(FirstOfError::First(e)),
+            (_, Err(e)) => Err(FirstOfError::Second(e)),
+            (Ok(_), Ok(None)) => Ok(None),
+        }
+    }
+
+    fn challenges(&self) -> &[Challenge] {
+        &self.challenges
+    }
+}
+
+/// The backend failure of one of the authenticators in a [`FirstOf`].
+#[derive(Debug)]
+pub enum FirstOfError<A, B> {
+    /// The first authenticator failed.
+    First(A),
+    /// The second authenticator failed.
+    Second(B),
+}
+
+impl<A: fmt::Display, B: fmt::Display> fmt::Display for FirstOfError<A, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::First(e) => write!(f, "first authenticator: {e}"),
+            Self::Second(e) => write!(f, "second authenticator: {e}"),
+        }
+    }
+}
+
+impl<A: Error + 'static, B: Error + 'static> Error for FirstOfError<A, B> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::First(e) => Some(e),
+            Self::Second(e) => Some(e),
+        }
+    }
+}

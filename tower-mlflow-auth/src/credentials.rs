@@ -1,0 +1,422 @@
+//! Credentials as presented by a client, parsed from untrusted request headers.
+//!
+//! Parsing never panics and never allocates an unbounded amount of memory: a header over
+//! [`MAX_CREDENTIALS_HEADER_LEN`] bytes, two `Authorization` headers, bad base64, a missing `:`,
+//! non-UTF-8 text or an empty username are all reported as [`CredentialsError::Malformed`],
+//! which the layer answers with 401.
+//!
+//! Secrets go straight into [`SecretString`]: the decoded Basic buffer is zeroized on drop, and
+//! neither `Debug` nor any error message shows a password or token.
+//!
+//! ```
+//! use http::{Request, header::AUTHORIZATION};
+//! use secrecy::ExposeSecret;
+//! use tower_mlflow_auth::Credentials;
+//!
+//! let request = Request::builder()
+//!     .header(AUTHORIZATION, "basic YWxpY2U6czNjcjN0") // alice:s3cr3t
+//!     .body(())
+//!     .unwrap();
+//! let (parts, _) = request.into_parts();
+//! match Credentials::from_authorization_header(&parts.headers).unwrap() {
+//!     Credentials::Basic { username, password } => {
+//!         assert_eq!(username, "alice");
+//!         assert_eq!(password.expose_secret(), "s3cr3t");
+//!     }
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! ```
+
+use std::fmt;
+
+use base64::Engine as _;
+use http::{HeaderMap, HeaderName, header::AUTHORIZATION};
+use secrecy::SecretString;
+use zeroize::Zeroizing;
+
+/// Longest credentials header accepted, in bytes (8 KiB). Longer values are malformed.
+pub const MAX_CREDENTIALS_HEADER_LEN: usize = 8 * 1024;
+
+/// The credential scheme a client used, recorded on the [`Authorization`](crate::Authorization)
+/// principal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Scheme {
+    /// `Authorization: Basic base64(user:password)` (RFC 7617).
+    Basic,
+    /// `Authorization: Bearer <token>` (RFC 6750).
+    Bearer,
+    /// A credential carried in some other header, such as an `X-Api-Key`.
+    Header,
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Self::Basic => "basic",
+            Self::Bearer => "bearer",
+            Self::Header => "header",
+        })
+    }
+}
+
+/// Credentials extracted from a request, owned so that verification can run without borrowing
+/// the request.
+///
+/// `Debug` shows the username and header name but never a password, token or key.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Credentials {
+    /// HTTP Basic credentials. The username is not a secret; the password is.
+    Basic {
+        /// The username, split off at the first `:`; never empty.
+        username: String,
+        /// The password (everything after the first `:`; may be empty or contain `:`).
+        password: SecretString,
+    },
+    /// A bearer token.
+    Bearer {
+        /// The token as sent, without the scheme.
+        token: SecretString,
+    },
+    /// A raw credential from a named header, such as an API key.
+    Header {
+        /// The header it came from.
+        name: HeaderName,
+        /// The header's value.
+        value: SecretString,
+    },
+}
+
+impl Credentials {
+    /// The scheme these credentials use.
+    #[must_use]
+    pub fn scheme(&self) -> Scheme {
+        match self {
+            Self::Basic { .. } => Scheme::Basic,
+            Self::Bearer { .. } => Scheme::Bearer,
+            Self::Header { .. } => Scheme::Header,
+        }
+    }
+
+    /// Parses the request's `Authorization` header: `Basic` and `Bearer`, scheme matched
+    /// case-insensitively.
+    ///
+    /// # Errors
+    ///
+    /// [`CredentialsError::Missing`] when there is no `Authorization` header;
+    /// [`CredentialsError::Malformed`] when there are several, when it is too long, when its
+    /// scheme is unknown or when its value cannot be decoded.
+    pub fn from_authorization_header(headers: &HeaderMap) -> Result<Self, CredentialsError> {
+        let value = single_header(headers, &AUTHORIZATION)?;
+        let value = value.trim_matches(is_http_whitespace);
+        let (scheme, rest) = match value.find(is_http_whitespace) {
+            Some(at) => (&value[..at], value[at..].trim_start_matches(is_http_whitespace)),
+            None => (value, ""),
+        };
+        if scheme.eq_ignore_ascii_case("basic") {
+            parse_basic(rest)
+        } else if scheme.eq_ignore_ascii_case("bearer") {
+            parse_bearer(rest)
+        } else {
+            Err(CredentialsError::Malformed(Malformed::UnsupportedScheme))
+        }
+    }
+
+    /// Reads a raw credential, such as an API key, from the named header.
+    ///
+    /// Surrounding whitespace is trimmed; the value must be visible ASCII and non-empty.
+    ///
+    /// # Errors
+    ///
+    /// [`CredentialsError::Missing`] without the header, [`CredentialsError::Malformed`] when
+    /// it is repeated, empty, too long or not visible ASCII.
+    pub fn from_header(headers: &HeaderMap, name: &HeaderName) -> Result<Self, CredentialsError> {
+        let value = single_header(headers, name)?.trim_matches(is_http_whitespace);
+        if value.is_empty() {
+            return Err(CredentialsError::Malformed(Malformed::Empty));
+        }
+        if !value.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(CredentialsError::Malformed(Malformed::InvalidCharacters));
+        }
+        Ok(Self::Header {
+            name: name.clone(),
+            value: SecretString::from(value),
+        })
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"[redacted]")
+                .finish(),
+            Self::Bearer { .. } => f
+                .debug_struct("Bearer")
+                .field("token", &"[redacted]")
+                .finish(),
+            Self::Header { name, .. } => f
+                .debug_struct("Header")
+                .field("name", name)
+                .field("value", &"[redacted]")
+                .finish(),
+        }
+    }
+}
+
+/// Why no credentials could be extracted from a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CredentialsError {
+    /// The request carries no credentials at all.
+    Missing,
+    /// The request carries something that is not valid credentials.
+    Malformed(Malformed),
+}
+
+/// What was wrong with malformed credentials. Never contains any part of the credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Malformed {
+    /// The credentials header appears more than once.
+    Repeated,
+    /// The header is longer than [`MAX_CREDENTIALS_HEADER_LEN`].
+    TooLong,
+    /// The header value is not visible ASCII.
+    InvalidCharacters,
+    /// The `Authorization` scheme is neither `Basic` nor `Bearer`.
+    UnsupportedScheme,
+    /// The credential is empty (no token, no value, or an empty username).
+    Empty,
+    /// The Basic credential is not valid standard base64.
+    InvalidBase64,
+    /// The decoded Basic credential has no `:` between username and password.
+    MissingColon,
+    /// The decoded Basic credential is not UTF-8.
+    NotUtf8,
+}
+
+impl fmt::Display for CredentialsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing => f.pad("no credentials"),
+            Self::Malformed(why) => write!(f, "malformed credentials: {why}"),
+        }
+    }
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Self::Repeated => "header repeated",
+            Self::TooLong => "header too long",
+            Self::InvalidCharacters => "invalid characters",
+            Self::UnsupportedScheme => "unsupported scheme",
+            Self::Empty => "empty credential",
+            Self::InvalidBase64 => "invalid base64",
+            Self::MissingColon => "no ':' in basic credential",
+            Self::NotUtf8 => "not UTF-8",
+        })
+    }
+}
+
+impl std::error::Error for CredentialsError {}
+
+/// The one value of a header that must not repeat, as visible-ASCII text.
+fn single_header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, CredentialsError> {
+    let mut values = headers.get_all(name).iter();
+    let value = values.next().ok_or(CredentialsError::Missing)?;
+    if values.next().is_some() {
+        return Err(CredentialsError::Malformed(Malformed::Repeated));
+    }
+    if value.len() > MAX_CREDENTIALS_HEADER_LEN {
+        return Err(CredentialsError::Malformed(Malformed::TooLong));
+    }
+    // `to_str` accepts visible ASCII plus space and tab, and rejects obs-text bytes.
+    value
+        .to_str()
+        .map_err(|_| CredentialsError::Malformed(Malformed::InvalidCharacters))
+}
+
+fn is_http_whitespace(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+fn parse_basic(encoded: &str) -> Result<Credentials, CredentialsError> {
+    let malformed = CredentialsError::Malformed;
+    if encoded.is_empty() {
+        return Err(malformed(Malformed::Empty));
+    }
+    // Standard alphabet with canonical padding, as werkzeug's `b64decode(validate=True)`.
+    let decoded = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| malformed(Malformed::InvalidBase64))?,
+    );
+    let colon = decoded
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(malformed(Malformed::MissingColon))?;
+    let (username, password) = (&decoded[..colon], &decoded[colon + 1..]);
+    if username.is_empty() {
+        return Err(malformed(Malformed::Empty));
+    }
+    let username = std::str::from_utf8(username).map_err(|_| malformed(Malformed::NotUtf8))?;
+    let password = std::str::from_utf8(password).map_err(|_| malformed(Malformed::NotUtf8))?;
+    Ok(Credentials::Basic {
+        username: username.to_owned(),
+        password: SecretString::from(password),
+    })
+}
+
+fn parse_bearer(token: &str) -> Result<Credentials, CredentialsError> {
+    if token.is_empty() {
+        return Err(CredentialsError::Malformed(Malformed::Empty));
+    }
+    // token68 never contains whitespace; anything after a space is not a bearer token.
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(CredentialsError::Malformed(Malformed::InvalidCharacters));
+    }
+    Ok(Credentials::Bearer {
+        token: SecretString::from(token),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use secrecy::ExposeSecret;
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
+        }
+        map
+    }
+
+    fn basic(raw: &[u8]) -> Vec<u8> {
+        let mut v = b"Basic ".to_vec();
+        v.extend(base64::engine::general_purpose::STANDARD.encode(raw).bytes());
+        v
+    }
+
+    fn parse(values: &[&[u8]]) -> Result<Credentials, CredentialsError> {
+        Credentials::from_authorization_header(&headers(values))
+    }
+
+    fn malformed(why: Malformed) -> CredentialsError {
+        CredentialsError::Malformed(why)
+    }
+
+    fn parse_err(values: &[&[u8]]) -> CredentialsError {
+        parse(values).unwrap_err()
+    }
+
+    #[test]
+    fn basic_is_parsed_with_any_scheme_case() {
+        for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
+            let value = format!("{scheme} YWxpY2U6czNjcjN0");
+            let Credentials::Basic { username, password } = parse(&[value.as_bytes()]).unwrap()
+            else {
+                panic!("not basic")
+            };
+            assert_eq!(username, "alice");
+            assert_eq!(password.expose_secret(), "s3cr3t");
+        }
+    }
+
+    #[test]
+    fn basic_splits_on_first_colon_and_keeps_utf8() {
+        let Credentials::Basic { username, password } = parse(&[&basic("jörg:a:b:c".as_bytes())]).unwrap()
+        else {
+            panic!("not basic")
+        };
+        assert_eq!(username, "jörg");
+        assert_eq!(password.expose_secret(), "a:b:c");
+    }
+
+    #[test]
+    fn empty_password_is_allowed_but_empty_username_is_not() {
+        assert!(matches!(parse(&[&basic(b"alice:")]), Ok(Credentials::Basic { .. })));
+        assert_eq!(parse(&[&basic(b":secret")]).unwrap_err(), CredentialsError::Malformed(Malformed::Empty));
+    }
+
+    #[test]
+    fn bearer_is_parsed() {
+        let Credentials::Bearer { token } = parse(&[b"bearer abc.def-ghi"]).unwrap() else {
+            panic!("not bearer")
+        };
+        assert_eq!(token.expose_secret(), "abc.def-ghi");
+    }
+
+    #[test]
+    fn missing_header_is_missing() {
+        assert_eq!(parse(&[]).unwrap_err(), CredentialsError::Missing);
+    }
+
+    #[test]
+    fn hostile_inputs_are_malformed() {
+        assert_eq!(parse_err(&[b"Basic YWxpY2U6cw==", b"Basic YWxpY2U6cw=="]), malformed(Malformed::Repeated));
+        assert_eq!(parse_err(&[b"Basic !!!!"]), malformed(Malformed::InvalidBase64));
+        assert_eq!(parse_err(&[b"Basic YWxpY2U6cw"]), malformed(Malformed::InvalidBase64)); // no padding
+        assert_eq!(parse_err(&[&basic(b"alice")]), malformed(Malformed::MissingColon));
+        assert_eq!(parse_err(&[&basic(b"al\xffce:pw")]), malformed(Malformed::NotUtf8));
+        assert_eq!(parse_err(&[&basic(b"alice:p\xffw")]), malformed(Malformed::NotUtf8));
+        assert_eq!(parse_err(&[b"Basic"]), malformed(Malformed::Empty));
+        assert_eq!(parse_err(&[b"Basic   "]), malformed(Malformed::Empty));
+        assert_eq!(parse_err(&[b"Bearer"]), malformed(Malformed::Empty));
+        assert_eq!(parse_err(&[b"Bearer a b"]), malformed(Malformed::InvalidCharacters));
+        assert_eq!(parse_err(&[b"Digest username=x"]), malformed(Malformed::UnsupportedScheme));
+        assert_eq!(parse_err(&[b""]), malformed(Malformed::UnsupportedScheme));
+        assert_eq!(parse_err(&[b"Basic \xe9\xe9"]), malformed(Malformed::InvalidCharacters));
+        let long = format!("Bearer {}", "a".repeat(MAX_CREDENTIALS_HEADER_LEN));
+        assert_eq!(parse_err(&[long.as_bytes()]), malformed(Malformed::TooLong));
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let c = parse(&[&basic(b"alice:hunter2-secret")]).unwrap();
+        let shown = format!("{c:?}");
+        assert!(shown.contains("alice"));
+        assert!(!shown.contains("hunter2"));
+        let c = parse(&[b"Bearer tok-secret-123"]).unwrap();
+        assert!(!format!("{c:?}").contains("tok-secret"));
+        let mut map = HeaderMap::new();
+        map.insert("x-api-key", HeaderValue::from_static("key-secret-456"));
+        let c = Credentials::from_header(&map, &HeaderName::from_static("x-api-key")).unwrap();
+        assert!(!format!("{c:?}").contains("key-secret"));
+    }
+
+    #[test]
+    fn custom_header_rules() {
+        let name = HeaderName::from_static("x-api-key");
+        let mut map = HeaderMap::new();
+        assert_eq!(Credentials::from_header(&map, &name).unwrap_err(), CredentialsError::Missing);
+        map.insert(&name, HeaderValue::from_static("  "));
+        assert_eq!(Credentials::from_header(&map, &name).unwrap_err(), malformed(Malformed::Empty));
+        map.insert(&name, HeaderValue::from_static("a b"));
+        assert_eq!(Credentials::from_header(&map, &name).unwrap_err(), malformed(Malformed::InvalidCharacters));
+        map.insert(&name, HeaderValue::from_static(" k1 "));
+        map.append(&name, HeaderValue::from_static("k2"));
+        assert_eq!(Credentials::from_header(&map, &name).unwrap_err(), malformed(Malformed::Repeated));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            if let Ok(value) = HeaderValue::from_bytes(&raw) {
+                let mut map = HeaderMap::new();
+                map.insert(AUTHORIZATION, value);
+                let _ = Credentials::from_authorization_header(&map);
+            }
+            let mut encoded = b"Basic ".to_vec();
+            encoded.extend(base64::engine::general_purpose::STANDARD.encode(&raw).bytes());
+            let _ = parse(&[&encoded]);
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Tower middleware that authenticates requests to MLflow-compatible services.
+//!
+//! [`AuthLayer`] checks each request with an [`Authenticator`], puts the resulting
+//! [`Authorization`] principal into the request extensions, and answers everything else:
+//! 401 with `WWW-Authenticate` for missing or wrong credentials, 503 when the credential
+//! backend is down, and trailers-only gRPC statuses for gRPC requests. It works the same
+//! under axum's `Router::layer`, tonic's `Server::builder().layer` and a plain hyper server.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use axum::{Router, routing::get};
+//! use secrecy::ExposeSecret;
+//! use subtle::ConstantTimeEq;
+//! use tower_mlflow_auth::{AuthLayer, Authorization, Credentials, Exemptions, Scheme};
+//!
+//! // Any async closure from `Credentials` to `Option<Authorization>` is an authenticator.
+//! let authenticator = |credentials: Credentials| async move {
+//!     Ok::<_, Infallible>(match credentials {
+//!         Credentials::Basic { username, password }
+//!             if username == "alice" && bool::from(password.expose_secret().as_bytes().ct_eq(b"s3cr3t")) =>
+//!         {
+//!             Some(Authorization::new(username, Scheme::Basic))
+//!         }
+//!         _ => None,
+//!     })
+//! };
+//!
+//! let app: Router = Router::new()
+//!     .route("/api/2.0/mlflow/experiments/search", get(|who: Authorization| async move {
+//!         format!("hello {}", who.subject())
+//!     }))
+//!     .route("/health", get(|| async { "OK" }))
+//!     .layer(AuthLayer::new(authenticator).with_exemptions(Exemptions::mlflow_defaults()));
+//! # let _ = app;
+//! ```
+//!
+//! # Modules
+//!
+//! - [`authenticator`]: the [`Authenticator`] trait, closures, [`first_of`].
+//! - [`credentials`]: parsing `Authorization` and custom headers, never panicking.
+//! - [`exempt`]: deny-by-default path exemptions that no encoding can reach.
+//! - [`auth`]: the layer, service and response future.
+//! - [`rejection`]: how 401, 503 and gRPC rejections are rendered, and the body hook.
+//!
+//! # Features
+//!
+//! - `axum`: `Authorization` / `Option<Authorization>` extractors and MLflow's plain-text
+//!   401 body for `axum::body::Body`.
+//!
+//! # Logging
+//!
+//! Each request gets an `auth` span (level INFO) whose `principal` field is filled in once
+//! the request is authenticated. Credentials never appear in any event or span at any level;
+//! the request's `Authorization` header is marked sensitive before the inner service sees it.
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::print_stdout,
+        clippy::print_stderr
+    )
+)]
+
+pub mod auth;
+pub mod authenticator;
+mod authorization;
+pub mod credentials;
+pub mod exempt;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
+pub mod rejection;
+
+#[doc(inline)]
+pub use self::{
+    auth::{Auth, AuthLayer, ConfigError, ResponseFuture},
+    authenticator::{Authenticator, Challenge, FirstOf, FirstOfError, InvalidChallenge, first_of},
+    authorization::Authorization,
+    credentials::{Credentials, CredentialsError, Malformed, Scheme},
+    exempt::{ExemptionError, Exemptions, is_canonical_path},
+    rejection::{AuthRejection, DefaultRejectionResponse, RejectionResponse},
+};
