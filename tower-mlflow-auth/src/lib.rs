@@ -67,6 +67,7 @@
 
 pub mod auth;
 pub mod authenticator;
+pub mod authenticators;
 mod authorization;
 pub mod credentials;
 pub mod exempt;
