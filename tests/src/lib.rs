@@ -68,7 +68,11 @@ pub struct ChildGuard(pub Child);
 impl ChildGuard {
     /// Spawns `command`.
     pub fn spawn(command: &mut Command) -> Self {
-        Self(command.spawn().unwrap_or_else(|e| panic!("cannot start {command:?}: {e}")))
+        Self(
+            command
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}")),
+        )
     }
 }
 
@@ -83,7 +87,10 @@ impl Drop for ChildGuard {
 pub fn wait_for_port(addr: SocketAddr, timeout: Duration) {
     let start = Instant::now();
     while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(start.elapsed() < timeout, "nothing listening on {addr} after {timeout:?}");
+        assert!(
+            start.elapsed() < timeout,
+            "nothing listening on {addr} after {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -54,7 +54,9 @@ async fn start_hyper_server() -> SocketAddr {
         });
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let service = TowerToHyperService::new(service.clone());
             tokio::spawn(async move {
                 let _ = auto::Builder::new(TokioExecutor::new())
@@ -66,16 +68,27 @@ async fn start_hyper_server() -> SocketAddr {
     addr
 }
 
-async fn hyper_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (StatusCode, http::HeaderMap, String) {
+async fn hyper_get(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> (StatusCode, http::HeaderMap, String) {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut request = Request::get(format!("http://{addr}{path}"));
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
-    let response = client.request(request.body(Full::default()).unwrap()).await.unwrap();
+    let response = client
+        .request(request.body(Full::default()).unwrap())
+        .await
+        .unwrap();
     let (parts, body) = response.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
-    (parts.status, parts.headers, String::from_utf8(body.to_vec()).unwrap())
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -86,7 +99,8 @@ async fn hyper_server_authenticates_over_the_wire() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(headers[header::WWW_AUTHENTICATE], r#"Basic realm="mlflow""#);
 
-    let (status, _, body) = hyper_get(addr, "/api/2.0/mlflow/experiments/search", Some("t0ken")).await;
+    let (status, _, body) =
+        hyper_get(addr, "/api/2.0/mlflow/experiments/search", Some("t0ken")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, "ci");
 
@@ -106,7 +120,8 @@ async fn hyper_server_authenticates_over_the_wire() {
 
 use tonic::{Code, Status, metadata::MetadataValue};
 use tonic_health::pb::{
-    HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus,
+    HealthCheckRequest, HealthCheckResponse,
+    health_check_response::ServingStatus,
     health_client::HealthClient,
     health_server::{Health, HealthServer},
 };
@@ -161,13 +176,18 @@ async fn start_tonic_server() -> SocketAddr {
     addr
 }
 
-async fn tonic_check(addr: SocketAddr, token: Option<&str>) -> Result<tonic::Response<HealthCheckResponse>, Status> {
+async fn tonic_check(
+    addr: SocketAddr,
+    token: Option<&str>,
+) -> Result<tonic::Response<HealthCheckResponse>, Status> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    let mut request = tonic::Request::new(HealthCheckRequest { service: String::new() });
+    let mut request = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
     if let Some(token) = token {
         request.metadata_mut().insert(
             "authorization",

@@ -250,7 +250,10 @@ impl<A: Authenticator, B: Authenticator> Authenticator for FirstOf<A, B> {
         }
     }
 
-    async fn authenticate(&self, credentials: Credentials) -> Result<Option<Authorization>, Self::Error> {
+    async fn authenticate(
+        &self,
+        credentials: Credentials,
+    ) -> Result<Option<Authorization>, Self::Error> {
         let first = self.first.authenticate(credentials.clone()).await;
         if let Ok(Some(principal)) = first {
             return Ok(Some(principal));

@@ -124,7 +124,10 @@ mod tests {
             .with_attribute("b", "2")
             .with_attribute("a", "1")
             .with_attribute("b", "3");
-        assert_eq!(who.attributes().collect::<Vec<_>>(), [("a", "1"), ("b", "3")]);
+        assert_eq!(
+            who.attributes().collect::<Vec<_>>(),
+            [("a", "1"), ("b", "3")]
+        );
         assert_eq!(who.attribute("missing"), None);
     }
 

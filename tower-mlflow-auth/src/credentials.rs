@@ -111,7 +111,10 @@ impl Credentials {
         let value = single_header(headers, &AUTHORIZATION)?;
         let value = value.trim_matches(is_http_whitespace);
         let (scheme, rest) = match value.find(is_http_whitespace) {
-            Some(at) => (&value[..at], value[at..].trim_start_matches(is_http_whitespace)),
+            Some(at) => (
+                &value[..at],
+                value[at..].trim_start_matches(is_http_whitespace),
+            ),
             None => (value, ""),
         };
         if scheme.eq_ignore_ascii_case("basic") {
@@ -226,7 +229,10 @@ impl fmt::Display for Malformed {
 impl std::error::Error for CredentialsError {}
 
 /// The one value of a header that must not repeat, as visible-ASCII text.
-fn single_header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, CredentialsError> {
+fn single_header<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<&'a str, CredentialsError> {
     let mut values = headers.get_all(name).iter();
     let value = values.next().ok_or(CredentialsError::Missing)?;
     if values.next().is_some() {
@@ -301,7 +307,11 @@ mod tests {
 
     fn basic(raw: &[u8]) -> Vec<u8> {
         let mut v = b"Basic ".to_vec();
-        v.extend(base64::engine::general_purpose::STANDARD.encode(raw).bytes());
+        v.extend(
+            base64::engine::general_purpose::STANDARD
+                .encode(raw)
+                .bytes(),
+        );
         v
     }
 
@@ -332,7 +342,8 @@ mod tests {
 
     #[test]
     fn basic_splits_on_first_colon_and_keeps_utf8() {
-        let Credentials::Basic { username, password } = parse(&[&basic("jörg:a:b:c".as_bytes())]).unwrap()
+        let Credentials::Basic { username, password } =
+            parse(&[&basic("jörg:a:b:c".as_bytes())]).unwrap()
         else {
             panic!("not basic")
         };
@@ -342,8 +353,14 @@ mod tests {
 
     #[test]
     fn empty_password_is_allowed_but_empty_username_is_not() {
-        assert!(matches!(parse(&[&basic(b"alice:")]), Ok(Credentials::Basic { .. })));
-        assert_eq!(parse(&[&basic(b":secret")]).unwrap_err(), CredentialsError::Malformed(Malformed::Empty));
+        assert!(matches!(
+            parse(&[&basic(b"alice:")]),
+            Ok(Credentials::Basic { .. })
+        ));
+        assert_eq!(
+            parse(&[&basic(b":secret")]).unwrap_err(),
+            CredentialsError::Malformed(Malformed::Empty)
+        );
     }
 
     #[test]
@@ -361,19 +378,46 @@ mod tests {
 
     #[test]
     fn hostile_inputs_are_malformed() {
-        assert_eq!(parse_err(&[b"Basic YWxpY2U6cw==", b"Basic YWxpY2U6cw=="]), malformed(Malformed::Repeated));
-        assert_eq!(parse_err(&[b"Basic !!!!"]), malformed(Malformed::InvalidBase64));
-        assert_eq!(parse_err(&[b"Basic YWxpY2U6cw"]), malformed(Malformed::InvalidBase64)); // no padding
-        assert_eq!(parse_err(&[&basic(b"alice")]), malformed(Malformed::MissingColon));
-        assert_eq!(parse_err(&[&basic(b"al\xffce:pw")]), malformed(Malformed::NotUtf8));
-        assert_eq!(parse_err(&[&basic(b"alice:p\xffw")]), malformed(Malformed::NotUtf8));
+        assert_eq!(
+            parse_err(&[b"Basic YWxpY2U6cw==", b"Basic YWxpY2U6cw=="]),
+            malformed(Malformed::Repeated)
+        );
+        assert_eq!(
+            parse_err(&[b"Basic !!!!"]),
+            malformed(Malformed::InvalidBase64)
+        );
+        assert_eq!(
+            parse_err(&[b"Basic YWxpY2U6cw"]),
+            malformed(Malformed::InvalidBase64)
+        ); // no padding
+        assert_eq!(
+            parse_err(&[&basic(b"alice")]),
+            malformed(Malformed::MissingColon)
+        );
+        assert_eq!(
+            parse_err(&[&basic(b"al\xffce:pw")]),
+            malformed(Malformed::NotUtf8)
+        );
+        assert_eq!(
+            parse_err(&[&basic(b"alice:p\xffw")]),
+            malformed(Malformed::NotUtf8)
+        );
         assert_eq!(parse_err(&[b"Basic"]), malformed(Malformed::Empty));
         assert_eq!(parse_err(&[b"Basic   "]), malformed(Malformed::Empty));
         assert_eq!(parse_err(&[b"Bearer"]), malformed(Malformed::Empty));
-        assert_eq!(parse_err(&[b"Bearer a b"]), malformed(Malformed::InvalidCharacters));
-        assert_eq!(parse_err(&[b"Digest username=x"]), malformed(Malformed::UnsupportedScheme));
+        assert_eq!(
+            parse_err(&[b"Bearer a b"]),
+            malformed(Malformed::InvalidCharacters)
+        );
+        assert_eq!(
+            parse_err(&[b"Digest username=x"]),
+            malformed(Malformed::UnsupportedScheme)
+        );
         assert_eq!(parse_err(&[b""]), malformed(Malformed::UnsupportedScheme));
-        assert_eq!(parse_err(&[b"Basic \xe9\xe9"]), malformed(Malformed::InvalidCharacters));
+        assert_eq!(
+            parse_err(&[b"Basic \xe9\xe9"]),
+            malformed(Malformed::InvalidCharacters)
+        );
         let long = format!("Bearer {}", "a".repeat(MAX_CREDENTIALS_HEADER_LEN));
         assert_eq!(parse_err(&[long.as_bytes()]), malformed(Malformed::TooLong));
     }
@@ -396,14 +440,26 @@ mod tests {
     fn custom_header_rules() {
         let name = HeaderName::from_static("x-api-key");
         let mut map = HeaderMap::new();
-        assert_eq!(Credentials::from_header(&map, &name).unwrap_err(), CredentialsError::Missing);
+        assert_eq!(
+            Credentials::from_header(&map, &name).unwrap_err(),
+            CredentialsError::Missing
+        );
         map.insert(&name, HeaderValue::from_static("  "));
-        assert_eq!(Credentials::from_header(&map, &name).unwrap_err(), malformed(Malformed::Empty));
+        assert_eq!(
+            Credentials::from_header(&map, &name).unwrap_err(),
+            malformed(Malformed::Empty)
+        );
         map.insert(&name, HeaderValue::from_static("a b"));
-        assert_eq!(Credentials::from_header(&map, &name).unwrap_err(), malformed(Malformed::InvalidCharacters));
+        assert_eq!(
+            Credentials::from_header(&map, &name).unwrap_err(),
+            malformed(Malformed::InvalidCharacters)
+        );
         map.insert(&name, HeaderValue::from_static(" k1 "));
         map.append(&name, HeaderValue::from_static("k2"));
-        assert_eq!(Credentials::from_header(&map, &name).unwrap_err(), malformed(Malformed::Repeated));
+        assert_eq!(
+            Credentials::from_header(&map, &name).unwrap_err(),
+            malformed(Malformed::Repeated)
+        );
     }
 
     proptest::proptest! {

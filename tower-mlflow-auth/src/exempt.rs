@@ -195,7 +195,9 @@ impl Exemptions {
     }
 }
 
-fn collect_methods(methods: impl IntoIterator<Item = Method>) -> Result<Box<[Method]>, ExemptionError> {
+fn collect_methods(
+    methods: impl IntoIterator<Item = Method>,
+) -> Result<Box<[Method]>, ExemptionError> {
     let methods: Box<[Method]> = methods.into_iter().collect();
     if methods.is_empty() {
         return Err(ExemptionError::NoMethods);
@@ -317,7 +319,10 @@ mod tests {
             Exemptions::new().prefix("static"),
             Err(ExemptionError::NotCanonical(_))
         ));
-        assert_eq!(Exemptions::new().prefix("/").unwrap_err(), ExemptionError::ExemptsEverything);
+        assert_eq!(
+            Exemptions::new().prefix("/").unwrap_err(),
+            ExemptionError::ExemptsEverything
+        );
         assert_eq!(
             Exemptions::new().exact_for([], "/health").unwrap_err(),
             ExemptionError::NoMethods
@@ -418,7 +423,11 @@ mod tests {
         let c = bytes[at];
         v.push(format!("{head}{}{}", encode_byte(c), &tail[1..]));
         v.push(format!("{head}%25{:02X}{}", c, &tail[1..]));
-        v.push(format!("{head}{}{}", encode_byte(c).to_lowercase(), &tail[1..]));
+        v.push(format!(
+            "{head}{}{}",
+            encode_byte(c).to_lowercase(),
+            &tail[1..]
+        ));
         // encoded slash instead of a real one
         v.push(path.replacen('/', "%2F", 2).replacen("%2F", "/", 1));
         // dot segments, plain and encoded
@@ -454,7 +463,12 @@ mod tests {
             let mut e = Exemptions::new();
             let mut paths = Vec::new();
             for (path, prefix) in rules {
-                e = if prefix { e.prefix(&path) } else { e.exact(&path) }.unwrap();
+                e = if prefix {
+                    e.prefix(&path)
+                } else {
+                    e.exact(&path)
+                }
+                .unwrap();
                 paths.push(path);
             }
             (e, paths)

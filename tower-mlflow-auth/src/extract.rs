@@ -50,7 +50,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Authorization {
 impl<S: Send + Sync> OptionalFromRequestParts<S> for Authorization {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
         Ok(parts.extensions.get::<Self>().cloned())
     }
 }

@@ -156,7 +156,10 @@ pub(crate) fn grpc_response<B: Default>(rejection: AuthRejection) -> Response<B>
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
-    headers.insert("grpc-status", HeaderValue::from(u16::from(rejection.grpc_code())));
+    headers.insert(
+        "grpc-status",
+        HeaderValue::from(u16::from(rejection.grpc_code())),
+    );
     let message = match rejection {
         AuthRejection::Unavailable => "authentication backend unavailable",
         AuthRejection::Missing => "missing credentials",
@@ -198,8 +201,14 @@ mod tests {
     #[test]
     fn statuses_and_codes() {
         assert_eq!(AuthRejection::Missing.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(AuthRejection::Invalid(Scheme::Basic).status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(AuthRejection::Unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            AuthRejection::Invalid(Scheme::Basic).status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            AuthRejection::Unavailable.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(AuthRejection::Missing.grpc_code(), 16);
         assert_eq!(AuthRejection::Unavailable.grpc_code(), 14);
     }
@@ -216,16 +225,25 @@ mod tests {
         assert_eq!(r.headers()["grpc-status"], "14");
         assert_eq!(r.headers()[header::CONTENT_TYPE], "application/grpc");
         assert!(r.body().is_empty());
-        assert_eq!(r.extensions().get::<AuthRejection>(), Some(&AuthRejection::Unavailable));
+        assert_eq!(
+            r.extensions().get::<AuthRejection>(),
+            Some(&AuthRejection::Unavailable)
+        );
     }
 
     #[test]
     fn grpc_detection() {
         let mut h = http::HeaderMap::new();
         assert!(!is_grpc(&h));
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc+proto"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc+proto"),
+        );
         assert!(is_grpc(&h));
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         assert!(!is_grpc(&h));
     }
 
@@ -241,6 +259,9 @@ mod tests {
     fn default_body_is_mlflow_text_for_axum() {
         let r: Response<axum_core::body::Body> =
             DefaultRejectionResponse.response(&AuthRejection::Missing);
-        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
     }
 }

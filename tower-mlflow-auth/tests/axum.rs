@@ -21,14 +21,23 @@ async fn authenticate(credentials: Credentials) -> Result<Option<Authorization>,
 
 fn app() -> Router {
     let protected = Router::new()
-        .route("/whoami", get(|who: Authorization| async move { who.subject().to_owned() }))
+        .route(
+            "/whoami",
+            get(|who: Authorization| async move { who.subject().to_owned() }),
+        )
         .route(
             "/health",
             get(|who: Option<Authorization>| async move { format!("ok:{}", who.is_some()) }),
         )
-        .layer(AuthLayer::new(authenticate).with_exemptions(Exemptions::new().exact("/health").unwrap()));
+        .layer(
+            AuthLayer::new(authenticate)
+                .with_exemptions(Exemptions::new().exact("/health").unwrap()),
+        );
     // A route that forgot the layer.
-    let unprotected = Router::new().route("/oops", get(|who: Authorization| async move { who.subject().to_owned() }));
+    let unprotected = Router::new().route(
+        "/oops",
+        get(|who: Authorization| async move { who.subject().to_owned() }),
+    );
     protected.merge(unprotected)
 }
 
@@ -37,14 +46,21 @@ async fn send(path: &str, token: Option<&str>) -> (StatusCode, Option<String>, S
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
-    let response = app().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    let response = app()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let status = response.status();
     let content_type = response
         .headers()
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap().to_owned());
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, content_type, String::from_utf8(body.to_vec()).unwrap())
+    (
+        status,
+        content_type,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
 }
 
 #[tokio::test]

@@ -31,7 +31,10 @@ struct Users {
 impl Authenticator for Users {
     type Error = Infallible;
 
-    async fn authenticate(&self, credentials: Credentials) -> Result<Option<Authorization>, Infallible> {
+    async fn authenticate(
+        &self,
+        credentials: Credentials,
+    ) -> Result<Option<Authorization>, Infallible> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         Ok(match credentials {
             Credentials::Basic { username, password }
@@ -70,7 +73,8 @@ async fn whoami(request: Request<Body>) -> Result<Response<Body>, Infallible> {
         .get(header::AUTHORIZATION)
         .is_some_and(HeaderValue::is_sensitive);
     let mut response = Response::new(Full::from(
-        who.as_ref().map_or("anonymous".to_owned(), |a| a.subject().to_owned()),
+        who.as_ref()
+            .map_or("anonymous".to_owned(), |a| a.subject().to_owned()),
     ));
     if let Some(who) = who {
         response
@@ -105,7 +109,16 @@ async fn call<A: Authenticator>(layer: AuthLayer<A>, request: Request<Body>) -> 
 
 async fn body_text(response: Response<Body>) -> String {
     use http_body_util::BodyExt;
-    String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -127,9 +140,19 @@ async fn missing_credentials_get_401_with_challenges_and_skip_the_authenticator(
     let request = get("/").body(Body::default()).unwrap();
     let response = call(AuthLayer::new(users.clone()), request).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let challenges: Vec<_> = response.headers().get_all(header::WWW_AUTHENTICATE).iter().collect();
-    assert_eq!(challenges, [r#"Basic realm="mlflow""#, r#"Bearer realm="mlflow""#]);
-    assert_eq!(response.extensions().get::<AuthRejection>(), Some(&AuthRejection::Missing));
+    let challenges: Vec<_> = response
+        .headers()
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .collect();
+    assert_eq!(
+        challenges,
+        [r#"Basic realm="mlflow""#, r#"Bearer realm="mlflow""#]
+    );
+    assert_eq!(
+        response.extensions().get::<AuthRejection>(),
+        Some(&AuthRejection::Missing)
+    );
     assert_eq!(users.calls.load(Ordering::SeqCst), 0);
 }
 
@@ -145,7 +168,10 @@ async fn wrong_password_gets_401() {
         response.extensions().get::<AuthRejection>(),
         Some(&AuthRejection::Invalid(Scheme::Basic))
     );
-    assert_eq!(response.headers()[header::WWW_AUTHENTICATE], r#"Basic realm="mlflow""#);
+    assert_eq!(
+        response.headers()[header::WWW_AUTHENTICATE],
+        r#"Basic realm="mlflow""#
+    );
 }
 
 #[tokio::test]
@@ -156,16 +182,25 @@ async fn rejected_bearer_token_gets_invalid_token_challenge() {
         .unwrap();
     let response = call(AuthLayer::new(Users::default()), request).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let challenges: Vec<_> = response.headers().get_all(header::WWW_AUTHENTICATE).iter().collect();
+    let challenges: Vec<_> = response
+        .headers()
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .collect();
     assert_eq!(
         challenges,
-        [r#"Basic realm="mlflow""#, r#"Bearer realm="mlflow", error="invalid_token""#]
+        [
+            r#"Basic realm="mlflow""#,
+            r#"Bearer realm="mlflow", error="invalid_token""#
+        ]
     );
 }
 
 #[tokio::test]
 async fn realm_is_configurable_and_validated() {
-    let layer = AuthLayer::new(Users::default()).with_realm("tracking server").unwrap();
+    let layer = AuthLayer::new(Users::default())
+        .with_realm("tracking server")
+        .unwrap();
     let response = call(layer, get("/").body(Body::default()).unwrap()).await;
     assert_eq!(
         response.headers()[header::WWW_AUTHENTICATE],
@@ -180,12 +215,15 @@ async fn hostile_headers_get_401_without_calling_the_authenticator() {
     let users = Users::default();
     let oversized = format!("Bearer {}", "x".repeat(9 * 1024));
     let cases: Vec<Vec<&[u8]>> = vec![
-        vec![b"Basic YWxpY2U6d29uZGVybGFuZA==", b"Basic YWxpY2U6d29uZGVybGFuZA=="],
+        vec![
+            b"Basic YWxpY2U6d29uZGVybGFuZA==",
+            b"Basic YWxpY2U6d29uZGVybGFuZA==",
+        ],
         vec![b"Basic ***"],
-        vec![b"Basic YWxpY2U="],           // "alice", no colon
-        vec![b"Basic OndvbmRlcmxhbmQ="],   // ":wonderland", empty username
-        vec![b"Basic /w=="],               // non-UTF-8
-        vec![b"Basic \xff\xfe"],           // non-ASCII header bytes
+        vec![b"Basic YWxpY2U="],         // "alice", no colon
+        vec![b"Basic OndvbmRlcmxhbmQ="], // ":wonderland", empty username
+        vec![b"Basic /w=="],             // non-UTF-8
+        vec![b"Basic \xff\xfe"],         // non-ASCII header bytes
         vec![oversized.as_bytes()],
         vec![b"Negotiate abc"],
     ];
@@ -213,8 +251,16 @@ async fn hostile_headers_get_401_without_calling_the_authenticator() {
 async fn scheme_is_case_insensitive() {
     for scheme in ["basic", "BASIC", "bAsIc"] {
         let value = basic("alice", "wonderland").replacen("Basic", scheme, 1);
-        let request = get("/").header(header::AUTHORIZATION, value).body(Body::default()).unwrap();
-        assert_eq!(call(AuthLayer::new(Users::default()), request).await.status(), StatusCode::OK);
+        let request = get("/")
+            .header(header::AUTHORIZATION, value)
+            .body(Body::default())
+            .unwrap();
+        assert_eq!(
+            call(AuthLayer::new(Users::default()), request)
+                .await
+                .status(),
+            StatusCode::OK
+        );
     }
 }
 
@@ -228,7 +274,10 @@ async fn backend_failure_is_503_without_the_error_text() {
     let response = call(AuthLayer::new(failing), request).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE));
-    assert_eq!(response.extensions().get::<AuthRejection>(), Some(&AuthRejection::Unavailable));
+    assert_eq!(
+        response.extensions().get::<AuthRejection>(),
+        Some(&AuthRejection::Unavailable)
+    );
     let body = body_text(response).await;
     assert!(!body.contains("db.internal"));
 }
@@ -236,7 +285,8 @@ async fn backend_failure_is_503_without_the_error_text() {
 #[tokio::test]
 async fn grpc_requests_get_trailers_only_statuses() {
     let grpc = |auth: Option<String>| {
-        let mut b = Request::post("/mlflow.Tracking/GetRun").header(header::CONTENT_TYPE, "application/grpc");
+        let mut b = Request::post("/mlflow.Tracking/GetRun")
+            .header(header::CONTENT_TYPE, "application/grpc");
         if let Some(auth) = auth {
             b = b.header(header::AUTHORIZATION, auth);
         }
@@ -253,7 +303,11 @@ async fn grpc_requests_get_trailers_only_statuses() {
     let response = call(AuthLayer::new(failing), grpc(Some(basic("a", "b")))).await;
     assert_eq!(response.headers()["grpc-status"], "14");
 
-    let response = call(AuthLayer::new(Users::default()), grpc(Some("Bearer t0ken".into()))).await;
+    let response = call(
+        AuthLayer::new(Users::default()),
+        grpc(Some("Bearer t0ken".into())),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(!response.headers().contains_key("grpc-status"));
     assert_eq!(body_text(response).await, "bot");
@@ -274,12 +328,26 @@ async fn exempt_paths_skip_authentication_and_carry_no_principal() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(body_text(response).await, "anonymous");
 
-    for spelling in ["/health/", "//health", "/%68ealth", "/healthz", "/x/../health", "/HEALTH"] {
-        let response = service.clone().oneshot(get(spelling).body(Body::default()).unwrap()).await.unwrap();
+    for spelling in [
+        "/health/",
+        "//health",
+        "/%68ealth",
+        "/healthz",
+        "/x/../health",
+        "/HEALTH",
+    ] {
+        let response = service
+            .clone()
+            .oneshot(get(spelling).body(Body::default()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{spelling}");
     }
     let post = Request::post("/health").body(Body::default()).unwrap();
-    assert_eq!(service.oneshot(post).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        service.oneshot(post).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(users.calls.load(Ordering::SeqCst), 0);
 }
 
@@ -299,7 +367,9 @@ async fn first_of_tries_both_and_offers_both_challenges() {
         type Error = BackendDown;
         async fn authenticate(&self, c: Credentials) -> Result<Option<Authorization>, BackendDown> {
             match c {
-                Credentials::Bearer { token } if token.expose_secret() == "down" => Err(BackendDown),
+                Credentials::Bearer { token } if token.expose_secret() == "down" => {
+                    Err(BackendDown)
+                }
                 Credentials::Bearer { .. } => Ok(Some(Authorization::new("svc", Scheme::Bearer))),
                 _ => Ok(None),
             }
@@ -309,7 +379,12 @@ async fn first_of_tries_both_and_offers_both_challenges() {
         }
     }
     let layer = || AuthLayer::new(first_of(basic_only, Tokens));
-    let req = |auth: &str| get("/").header(header::AUTHORIZATION, auth).body(Body::default()).unwrap();
+    let req = |auth: &str| {
+        get("/")
+            .header(header::AUTHORIZATION, auth)
+            .body(Body::default())
+            .unwrap()
+    };
 
     let response = call(layer(), req(&basic("carol", "x"))).await;
     assert_eq!(body_text(response).await, "carol");
@@ -317,9 +392,19 @@ async fn first_of_tries_both_and_offers_both_challenges() {
     assert_eq!(body_text(response).await, "svc");
     let response = call(layer(), req(&basic("dave", "x"))).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let challenges: Vec<_> = response.headers().get_all(header::WWW_AUTHENTICATE).iter().collect();
-    assert_eq!(challenges, [r#"Basic realm="mlflow""#, r#"Bearer realm="mlflow""#]);
-    assert_eq!(call(layer(), req("Bearer down")).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let challenges: Vec<_> = response
+        .headers()
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .collect();
+    assert_eq!(
+        challenges,
+        [r#"Basic realm="mlflow""#, r#"Bearer realm="mlflow""#]
+    );
+    assert_eq!(
+        call(layer(), req("Bearer down")).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }
 
 #[tokio::test]
@@ -336,8 +421,14 @@ async fn custom_rejection_body_keeps_protocol_headers() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(response.headers()[header::WWW_AUTHENTICATE], r#"Basic realm="mlflow""#);
-    assert_eq!(body_text(response).await, r#"{"error":"missing credentials"}"#);
+    assert_eq!(
+        response.headers()[header::WWW_AUTHENTICATE],
+        r#"Basic realm="mlflow""#
+    );
+    assert_eq!(
+        body_text(response).await,
+        r#"{"error":"missing credentials"}"#
+    );
 }
 
 /// An API key in `X-Api-Key`: the custom scheme the crate docs promise in a dozen lines.
@@ -351,9 +442,14 @@ impl Authenticator for ApiKey {
         Credentials::from_header(&parts.headers, &http::HeaderName::from_static("x-api-key"))
     }
 
-    async fn authenticate(&self, credentials: Credentials) -> Result<Option<Authorization>, Infallible> {
+    async fn authenticate(
+        &self,
+        credentials: Credentials,
+    ) -> Result<Option<Authorization>, Infallible> {
         use subtle::ConstantTimeEq;
-        let Credentials::Header { value, .. } = credentials else { return Ok(None) };
+        let Credentials::Header { value, .. } = credentials else {
+            return Ok(None);
+        };
         let ok: bool = value.expose_secret().as_bytes().ct_eq(b"k-123").into();
         Ok(ok.then(|| Authorization::new("ci-bot", Scheme::Header)))
     }
@@ -378,13 +474,17 @@ async fn custom_api_key_scheme() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE));
     let response = call(AuthLayer::new(ApiKey), req(None)).await;
-    assert_eq!(response.extensions().get::<AuthRejection>(), Some(&AuthRejection::Missing));
+    assert_eq!(
+        response.extensions().get::<AuthRejection>(),
+        Some(&AuthRejection::Missing)
+    );
 }
 
 #[tokio::test]
 async fn poll_ready_forwards_and_call_uses_the_ready_service() {
-    let (mut service, mut handle) =
-        tower_test::mock::spawn_layer::<Request<Body>, Response<Body>, _>(AuthLayer::new(Users::default()));
+    let (mut service, mut handle) = tower_test::mock::spawn_layer::<Request<Body>, Response<Body>, _>(
+        AuthLayer::new(Users::default()),
+    );
 
     handle.allow(0);
     assert!(service.poll_ready().is_pending());
@@ -399,18 +499,29 @@ async fn poll_ready_forwards_and_call_uses_the_ready_service() {
 
     // The inner service receives the request with the principal attached.
     let (request, send) = handle.next_request().await.unwrap();
-    assert_eq!(request.extensions().get::<Authorization>().unwrap().subject(), "bot");
+    assert_eq!(
+        request
+            .extensions()
+            .get::<Authorization>()
+            .unwrap()
+            .subject(),
+        "bot"
+    );
     send.send_response(Response::new(Body::default()));
     assert_eq!(response.await.unwrap().unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn rejected_requests_never_reach_the_inner_service() {
-    let (mut service, mut handle) =
-        tower_test::mock::spawn_layer::<Request<Body>, Response<Body>, _>(AuthLayer::new(Users::default()));
+    let (mut service, mut handle) = tower_test::mock::spawn_layer::<Request<Body>, Response<Body>, _>(
+        AuthLayer::new(Users::default()),
+    );
     handle.allow(1);
     assert!(service.poll_ready().is_ready());
-    let response = service.call(get("/").body(Body::default()).unwrap()).await.unwrap();
+    let response = service
+        .call(get("/").body(Body::default()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     // Nothing was forwarded: the mock has no pending request.
     assert!(
@@ -430,7 +541,9 @@ async fn principal_is_cheap_to_share_across_clones() {
             whoami(r)
         })
     };
-    let mut service = ServiceBuilder::new().layer(AuthLayer::new(Users::default())).service(counted);
+    let mut service = ServiceBuilder::new()
+        .layer(AuthLayer::new(Users::default()))
+        .service(counted);
     for _ in 0..3 {
         let request = get("/")
             .method(Method::GET)

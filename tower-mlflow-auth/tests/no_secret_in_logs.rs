@@ -83,7 +83,10 @@ async fn trace_output_never_contains_credentials() {
     };
     let cases = [
         (basic(PASSWORD), StatusCode::OK),
-        (basic(&format!("{PASSWORD}-wrong")), StatusCode::UNAUTHORIZED),
+        (
+            basic(&format!("{PASSWORD}-wrong")),
+            StatusCode::UNAUTHORIZED,
+        ),
         (format!("Bearer {TOKEN}"), StatusCode::SERVICE_UNAVAILABLE),
         (format!("Bearer {TOKEN} extra"), StatusCode::UNAUTHORIZED),
     ];
@@ -92,18 +95,27 @@ async fn trace_output_never_contains_credentials() {
             .header(header::AUTHORIZATION, authorization)
             .body(Full::default())
             .unwrap();
-        assert_eq!(service.clone().oneshot(request).await.unwrap().status(), expected);
+        assert_eq!(
+            service.clone().oneshot(request).await.unwrap().status(),
+            expected
+        );
     }
 
     let output = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     // The capture works: the principal, the inner request and the backend failure are there.
-    assert!(output.contains("principal=\"alice\"") || output.contains("principal=alice"), "{output}");
+    assert!(
+        output.contains("principal=\"alice\"") || output.contains("principal=alice"),
+        "{output}"
+    );
     assert!(output.contains("inner service"), "{output}");
     assert!(output.contains("user store unreachable"), "{output}");
     assert!(output.contains("Sensitive"), "{output}");
     // The secrets are not.
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("alice:{PASSWORD}"));
     for secret in [PASSWORD, TOKEN, encoded.as_str(), "horse-battery"] {
-        assert!(!output.contains(secret), "{secret:?} leaked into:\n{output}");
+        assert!(
+            !output.contains(secret),
+            "{secret:?} leaked into:\n{output}"
+        );
     }
 }

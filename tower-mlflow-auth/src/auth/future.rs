@@ -141,7 +141,9 @@ where
                 },
                 StateProj::Inner { future } => return future.poll(cx),
                 StateProj::Rejected { response } => {
-                    return Poll::Ready(Ok(response.take().expect("future polled after completion")));
+                    return Poll::Ready(Ok(response
+                        .take()
+                        .expect("future polled after completion")));
                 }
             }
         }

@@ -189,9 +189,7 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::InvalidRealm => {
-                f.pad("the realm must be printable ASCII without '\"' or '\\'")
-            }
+            Self::InvalidRealm => f.pad("the realm must be printable ASCII without '\"' or '\\'"),
         }
     }
 }

@@ -128,7 +128,14 @@ where
         // See https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::verifying(verification, request, inner, Arc::clone(&self.shared), grpc, span)
+        ResponseFuture::verifying(
+            verification,
+            request,
+            inner,
+            Arc::clone(&self.shared),
+            grpc,
+            span,
+        )
     }
 }
 
