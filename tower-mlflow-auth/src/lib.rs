@@ -79,7 +79,10 @@ pub mod rejection;
 #[doc(inline)]
 pub use self::{
     auth::{Auth, AuthLayer, ConfigError, ResponseFuture},
-    authenticator::{Authenticator, Challenge, FirstOf, FirstOfError, InvalidChallenge, first_of},
+    authenticator::{
+        Authenticator, BoxAuthenticator, BoxAuthenticatorError, Challenge, FirstOf, FirstOfError,
+        InvalidChallenge, first_of,
+    },
     authorization::Authorization,
     credentials::{Credentials, CredentialsError, Malformed, Scheme},
     exempt::{ExemptionError, Exemptions, is_canonical_path},
