@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use std::convert::Infallible;
-//! use axum::{Router, routing::get};
+//! use axum::{Extension, Router, routing::get};
 //! use secrecy::ExposeSecret;
 //! use subtle::ConstantTimeEq;
 //! use tower_mlflow_auth::{AuthLayer, Authorization, Credentials, Exemptions, Scheme};
@@ -26,13 +26,16 @@
 //! };
 //!
 //! let app: Router = Router::new()
-//!     .route("/api/2.0/mlflow/experiments/search", get(|who: Authorization| async move {
+//!     .route("/api/2.0/mlflow/experiments/search", get(|Extension(who): Extension<Authorization>| async move {
 //!         format!("hello {}", who.subject())
 //!     }))
 //!     .route("/health", get(|| async { "OK" }))
 //!     .layer(AuthLayer::new(authenticator).with_exemptions(Exemptions::mlflow_defaults()));
 //! # let _ = app;
 //! ```
+//!
+//! With the `axum` feature, handlers can take `Authorization` (or `Option<Authorization>`)
+//! directly instead of `Extension<Authorization>`.
 //!
 //! # Modules
 //!

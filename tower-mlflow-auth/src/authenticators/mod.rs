@@ -2,11 +2,11 @@
 //!
 //! | type | feature | credentials |
 //! |---|---|---|
-//! | [`Htpasswd`] | `htpasswd` | Basic, checked against an Apache htpasswd file |
-//! | [`MlflowUsers`] | `mlflow-users` | Basic, checked against MLflow's user store (werkzeug hashes) |
-//! | [`StaticTokens`] | `static-tokens` | Bearer tokens or API keys in a named header |
-//! | [`Jwt`] | `jwt` | Bearer JWTs verified against a JWKS or OIDC discovery |
-//! | [`Cached`] | `cache` | wraps any authenticator with a verified-credential cache |
+//! | `Htpasswd` | `htpasswd` | Basic, checked against an Apache htpasswd file |
+//! | `MlflowUsers` | `mlflow-users` | Basic, checked against MLflow's user store (werkzeug hashes) |
+//! | `StaticTokens` | `static-tokens` | Bearer tokens or API keys in a named header |
+//! | `Jwt` | `jwt` | Bearer JWTs verified against a JWKS or OIDC discovery |
+//! | `Cached` | `cache` | wraps any authenticator with a verified-credential cache |
 
 // Each helper edits only its own block below.
 
