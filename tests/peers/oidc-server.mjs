@@ -1,0 +1,68 @@
+// A real OpenID provider (panva/oidc-provider) for tests/tests/oidc_peers.rs.
+//
+//   node oidc-server.mjs <node_dir> <port> [<second_port>]
+//
+// Serves issuer http://127.0.0.1:<port> with discovery, /jwks and /token. One confidential
+// client `ci` / `ci-secret` may use client_credentials. Access tokens are RS256 JWTs
+// (resource indicators, accessTokenFormat 'jwt'):
+//   - resource urn:mlflow (the default): aud urn:mlflow, TTL 300 s;
+//   - resource urn:mlflow:short: aud urn:mlflow, TTL 1 s (for expiry tests);
+//   - any other resource R: aud R (for wrong-audience tests).
+// Each start makes a fresh RSA key with a fresh kid, so restarting on the same port is a key
+// rotation. With <second_port>, a second provider (issuer http://127.0.0.1:<second_port>)
+// signs with the same key: its tokens verify but carry the wrong issuer.
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const [nodeDir, port, secondPort] = process.argv.slice(2);
+if (!nodeDir || !port) {
+  console.error('usage: node oidc-server.mjs <node_dir> <port> [<second_port>]');
+  process.exit(2);
+}
+// oidc-provider lives in the provisioned npm folder, not next to this script.
+const entry = pathToFileURL(join(nodeDir, 'node_modules/oidc-provider/lib/index.js')).href;
+const { default: Provider } = await import(entry);
+
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: `k-${randomUUID()}`, use: 'sig', alg: 'RS256' };
+
+function start(listenPort) {
+  const oidc = new Provider(`http://127.0.0.1:${listenPort}`, {
+    jwks: { keys: [signingKey] },
+    clients: [{
+      client_id: 'ci',
+      client_secret: 'ci-secret',
+      grant_types: ['client_credentials'],
+      redirect_uris: [],
+      response_types: [],
+    }],
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => 'urn:mlflow',
+        useGrantedResource: () => true,
+        getResourceServerInfo: (ctx, resource) => {
+          const short = resource === 'urn:mlflow:short';
+          return {
+            scope: 'read write',
+            audience: short ? 'urn:mlflow' : resource,
+            accessTokenTTL: short ? 1 : 300,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          };
+        },
+      },
+    },
+  });
+  return new Promise((resolve) => {
+    createServer(oidc.callback()).listen(Number(listenPort), '127.0.0.1', resolve);
+  });
+}
+
+await start(port);
+if (secondPort) await start(secondPort);
+console.log(`ready kid=${signingKey.kid}`);
