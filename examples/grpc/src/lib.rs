@@ -89,7 +89,7 @@ pub async fn check_as(addr: SocketAddr, token: &str) -> Result<String, Status> {
         .await
         .map_err(|e| Status::unavailable(e.to_string()))?;
     let allowlist = HostAllowlist::builder()
-        .host(&format!("http://{addr}"))
+        .host(format!("http://{addr}"))
         .build()
         .map_err(|e| Status::internal(e.to_string()))?;
     let layer =
