@@ -1,0 +1,194 @@
+//! `Htpasswd` against hashes made at test time by the real tools: Apache's `htpasswd`
+//! (Debian `apache2-utils`) and `openssl passwd`, checked through `AuthLayer`.
+
+use std::{
+    convert::Infallible,
+    path::PathBuf,
+    process::Command,
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full};
+use tower::{Layer as _, ServiceExt as _, service_fn};
+use tower_mlflow_auth::{
+    AuthLayer, Authorization,
+    authenticators::{Htpasswd, HtpasswdError, HtpasswdHashFormat, HtpasswdLineError},
+};
+
+const PASSWORD: &str = "mlflow-pass s3cr3t:with colon";
+
+/// Runs a tool and returns its trimmed standard output.
+fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} (install apache2-utils / openssl): {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// `htpasswd -nb<flags> user password` prints `user:hash`.
+fn apache(user: &str, flags: &[&str]) -> String {
+    let mut args = vec!["-nb"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&[user, PASSWORD]);
+    let line = run("htpasswd", &args);
+    assert!(line.starts_with(&format!("{user}:")), "{line}");
+    line
+}
+
+/// `openssl passwd -<algorithm> password` prints the hash.
+fn openssl(user: &str, algorithm: &str) -> String {
+    format!(
+        "{user}:{}",
+        run("openssl", &["passwd", algorithm, PASSWORD])
+    )
+}
+
+/// The users, each made by one tool, with the format it should use.
+fn generated_users() -> Vec<(&'static str, String, HtpasswdHashFormat)> {
+    use HtpasswdHashFormat as F;
+    vec![
+        ("bcrypt", apache("bcrypt", &["-B", "-C", "5"]), F::Bcrypt),
+        ("apr1", apache("apr1", &["-m"]), F::Apr1),
+        ("sha1", apache("sha1", &["-s"]), F::Sha1),
+        ("sha256", apache("sha256", &["-2"]), F::Sha256Crypt),
+        (
+            "sha512-rounds",
+            apache("sha512-rounds", &["-5", "-r", "6000"]),
+            F::Sha512Crypt,
+        ),
+        ("openssl-apr1", openssl("openssl-apr1", "-apr1"), F::Apr1),
+        ("openssl-md5", openssl("openssl-md5", "-1"), F::Md5Crypt),
+        (
+            "openssl-sha256",
+            openssl("openssl-sha256", "-5"),
+            F::Sha256Crypt,
+        ),
+        (
+            "openssl-sha512",
+            openssl("openssl-sha512", "-6"),
+            F::Sha512Crypt,
+        ),
+    ]
+}
+
+/// A file in a fresh temporary directory, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(text: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tower-mlflow-htpasswd-peers-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("htpasswd");
+        std::fs::write(&path, text).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Sends one request with Basic credentials through `AuthLayer<Htpasswd>`; the body of the
+/// response is the principal's subject on success.
+async fn call(users: &Htpasswd, user: &str, password: &str) -> Response<String> {
+    let inner = service_fn(|request: Request<Full<Bytes>>| async move {
+        let who = request
+            .extensions()
+            .get::<Authorization>()
+            .map_or_else(String::new, |who| who.subject().to_owned());
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::from(who)))
+    });
+    let service = AuthLayer::new(users.clone()).layer(inner);
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let request = Request::builder()
+        .uri("/api/2.0/mlflow/experiments/search")
+        .header(header::AUTHORIZATION, format!("Basic {credentials}"))
+        .body(Full::default())
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    Response::from_parts(parts, body)
+}
+
+#[tokio::test]
+#[ignore = "needs apache2-utils and openssl; run scripts/test"]
+async fn hashes_from_htpasswd_and_openssl_are_verified() {
+    let users = generated_users();
+    let text: String = users
+        .iter()
+        .map(|(_, line, _)| format!("{line}\n"))
+        .collect();
+    let file = TempFile::new(&format!("# generated by the test\n\n{text}"));
+    let table = Htpasswd::from_file(&file.0).unwrap();
+    assert_eq!(table.len(), users.len());
+
+    for (user, line, format) in &users {
+        let entry = tower_mlflow_auth::authenticators::parse_htpasswd_line(line)
+            .unwrap()
+            .unwrap();
+        assert_eq!(entry.format(), *format, "{user}");
+
+        let response = call(&table, user, PASSWORD).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "{user} with the right password"
+        );
+        assert_eq!(response.body(), user);
+
+        let response = call(&table, user, "mlflow-pass s3cr3t:with colon!").await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{user} with a wrong password"
+        );
+        let challenge = response.headers().get(header::WWW_AUTHENTICATE).unwrap();
+        assert!(
+            challenge.to_str().unwrap().starts_with("Basic "),
+            "{challenge:?}"
+        );
+    }
+
+    let response = call(&table, "nobody", PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+#[ignore = "needs apache2-utils and openssl; run scripts/test"]
+async fn weak_entries_from_htpasswd_are_refused_at_load() {
+    let good = apache("alice", &["-B", "-C", "5"]);
+    for (flags, expected) in [
+        (["-d"], HtpasswdLineError::DesCrypt),
+        (["-p"], HtpasswdLineError::PlainText),
+    ] {
+        let weak = apache("bob", &flags);
+        let file = TempFile::new(&format!("{good}\n{weak}\n"));
+        let error = Htpasswd::from_file(&file.0).unwrap_err();
+        assert!(
+            matches!(&error, HtpasswdError::InvalidLine { line: 2, error, .. } if *error == expected),
+            "{flags:?}: {error:?}"
+        );
+        let hash = weak.split_once(':').unwrap().1;
+        assert!(!error.to_string().contains(hash), "{error}");
+    }
+}
