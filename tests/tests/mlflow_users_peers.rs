@@ -3,9 +3,7 @@
 //! changed through MLflow's own REST API, then checked by `MlflowUsers` on that file.
 
 use std::{
-    os::unix::process::CommandExt as _,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -21,125 +19,11 @@ use secrecy::SecretString;
 use tower_mlflow_auth::{
     Authenticator as _, Authorization, Credentials, authenticators::MlflowUsers,
 };
-use tower_mlflow_tests::{free_port, venv_bin};
+use tower_mlflow_tests::{MLFLOW_ADMIN, MLFLOW_ADMIN_PASSWORD, MlflowServer};
 
-const ADMIN: &str = "admin";
-const ADMIN_PASSWORD: &str = "admin-password-for-tests-1";
+const ADMIN: &str = MLFLOW_ADMIN;
+const ADMIN_PASSWORD: &str = MLFLOW_ADMIN_PASSWORD;
 const ALICE: &str = "alice";
-
-/// `mlflow server` in its own process group: it starts uvicorn as a child, so killing only
-/// the `mlflow` process would leave the server running. Dropping stops the whole group.
-struct MlflowServer {
-    child: Child,
-    dir: PathBuf,
-    base: String,
-}
-
-impl MlflowServer {
-    fn start() -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("tower-mlflow-users-peer-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
-        let log = std::fs::File::create(dir.join("mlflow.log")).unwrap();
-        let child = Command::new(venv_bin("mlflow"))
-            .args([
-                "server",
-                "--app-name",
-                "basic-auth",
-                "--host",
-                "127.0.0.1",
-                "--workers",
-                "1",
-            ])
-            .args(["--port", &port.to_string()])
-            .arg("--backend-store-uri")
-            .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
-            // The default `database_uri` is `sqlite:///basic_auth.db`, relative to the CWD.
-            .current_dir(&dir)
-            .env_remove("MLFLOW_AUTH_CONFIG_PATH")
-            .env_remove("MLFLOW_TRACKING_URI")
-            .env("MLFLOW_AUTH_ADMIN_USERNAME", ADMIN)
-            .env("MLFLOW_AUTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env(
-                "MLFLOW_FLASK_SERVER_SECRET_KEY",
-                "tower-mlflow-test-secret-key",
-            )
-            // No background job runner: fewer processes on a small machine.
-            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start mlflow: {e}"));
-        Self {
-            child,
-            dir,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    fn db(&self) -> PathBuf {
-        self.dir.join("basic_auth.db")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("mlflow.log")).unwrap_or_default()
-    }
-
-    /// Waits for `GET /health` to answer 200 (MLflow takes 15-60 s to start).
-    async fn wait_healthy(&mut self, client: &HttpClient) {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "mlflow exited with {status} before it was ready:\n{}",
-                    self.log()
-                );
-            }
-            if let Ok((StatusCode::OK, _)) = send(
-                client,
-                Method::GET,
-                &format!("{}/health", self.base),
-                None,
-                None,
-            )
-            .await
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mlflow not healthy after 180 s:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    fn signal_group(&self, signal: &str) {
-        let _ = Command::new("kill")
-            .args([signal, "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-impl Drop for MlflowServer {
-    fn drop(&mut self) {
-        // SIGTERM lets mlflow forward the signal to uvicorn; then SIGKILL whatever is left.
-        self.signal_group("-TERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        self.signal_group("-KILL");
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -231,10 +115,10 @@ fn wait_for_file(path: &Path) {
 #[ignore = "needs mlflow; run scripts/test"]
 async fn mlflow_users_follow_a_real_mlflow_server() {
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-    let mut server = MlflowServer::start();
-    server.wait_healthy(&client).await;
-    wait_for_file(&server.db());
-    let base = server.base.clone();
+    let mut server = MlflowServer::start(true);
+    server.wait_healthy();
+    wait_for_file(&server.auth_db());
+    let base = server.base_url();
 
     // A user made through MLflow's REST API, as admin.
     let body = call_ok(
@@ -253,11 +137,11 @@ async fn mlflow_users_follow_a_real_mlflow_server() {
     let interval = Duration::from_secs(1);
     let users = MlflowUsers::builder()
         .refresh_interval(interval)
-        .sqlite(server.db());
+        .sqlite(server.auth_db());
     // One that only reloads when told to.
     let manual = MlflowUsers::builder()
         .refresh_interval(Duration::from_secs(3600))
-        .sqlite(server.db());
+        .sqlite(server.auth_db());
     manual.refresh().await.unwrap();
 
     let who = check(&users, ALICE, "alice-password-1")

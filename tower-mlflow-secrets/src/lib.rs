@@ -66,6 +66,7 @@
 
 pub mod allowlist;
 pub mod cache;
+pub mod config;
 pub mod format;
 pub mod header;
 pub mod source;

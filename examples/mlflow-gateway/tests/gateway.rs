@@ -22,7 +22,7 @@ use hyper_util::{
     server::conn::auto,
 };
 use tokio::net::TcpListener;
-use tower_mlflow_tests::{ChildGuard, free_port, wait_for_port};
+use tower_mlflow_tests::{ChildGuard, TempDir, free_port, wait_for_port};
 
 /// `alice` / `mlflow-pass`, made by `openssl passwd -apr1` (reference test vector).
 const HTPASSWD: &str = "alice:$apr1$abcdefgh$aDPo2xmbXHAQSzMtOEWhn/\n";
@@ -85,30 +85,9 @@ struct Gateway {
     _dir: TempDir,
 }
 
-/// A temporary directory removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "mlflow-gateway-test-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn start_gateway(upstream: SocketAddr, extra: &[&str]) -> Gateway {
-    let dir = TempDir::new();
-    let htpasswd = dir.0.join("htpasswd");
+    let dir = TempDir::new("gateway");
+    let htpasswd = dir.path().join("htpasswd");
     std::fs::File::create(&htpasswd)
         .unwrap()
         .write_all(HTPASSWD.as_bytes())

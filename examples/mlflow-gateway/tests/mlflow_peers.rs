@@ -8,34 +8,14 @@
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
-    path::{Path, PathBuf},
     process::{Command, Output, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use tower_mlflow_tests::{ChildGuard, free_port, venv_bin, wait_for_port};
-
-const ADMIN_PASSWORD: &str = "admin-password-1234567";
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "gw-peer-{tag}-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use tower_mlflow_tests::{
+    ChildGuard, MLFLOW_ADMIN, MLFLOW_ADMIN_PASSWORD, MlflowServer, free_port, venv_bin,
+    wait_for_port,
+};
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -81,58 +61,6 @@ fn http(
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
-}
-
-/// Waits until `GET /health` answers 200.
-fn wait_healthy(addr: SocketAddr, child: &mut ChildGuard) {
-    wait_for_port(addr, Duration::from_secs(120));
-    let start = Instant::now();
-    loop {
-        if let Ok(Some(status)) = child.0.try_wait() {
-            panic!("server at {addr} exited early: {status}");
-        }
-        if http(addr, "GET", "/health", None, None).0 == 200 {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "{addr} never became healthy"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn mlflow_server(dir: &Path, port: u16, basic_auth: bool) -> ChildGuard {
-    let mut command = Command::new(venv_bin("mlflow"));
-    command
-        .current_dir(dir)
-        .arg("server")
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--workers",
-            "1",
-        ])
-        .args([
-            "--backend-store-uri",
-            &format!("sqlite:///{}/mlflow.db", dir.display()),
-        ])
-        .args([
-            "--artifacts-destination",
-            &dir.join("artifacts").display().to_string(),
-        ])
-        .env("MLFLOW_AUTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("MLFLOW_FLASK_SERVER_SECRET_KEY", "test-only-secret-key")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if basic_auth {
-        command.args(["--app-name", "basic-auth"]);
-    }
-    let mut child = ChildGuard::spawn(&mut command);
-    wait_healthy(loopback(port), &mut child);
-    child
 }
 
 fn gateway(upstream: u16, authenticator: &[&str]) -> (ChildGuard, SocketAddr) {
@@ -227,12 +155,12 @@ fn assert_refused(output: &Output) {
 #[test]
 #[ignore = "needs mlflow and apache2-utils; run scripts/test"]
 fn mlflow_client_through_the_gateway() {
-    let upstream_dir = TempDir::new("upstream");
-    let upstream_port = free_port();
-    let _upstream = mlflow_server(&upstream_dir.0, upstream_port, false);
+    let mut upstream = MlflowServer::start(false);
+    upstream.wait_healthy();
+    let upstream_port = upstream.port();
 
     // 1. htpasswd made by Apache htpasswd -B.
-    let htpasswd = upstream_dir.0.join("htpasswd");
+    let htpasswd = upstream.dir().join("htpasswd");
     let made = Command::new("htpasswd")
         .args([
             "-cbB",
@@ -260,19 +188,17 @@ fn mlflow_client_through_the_gateway() {
     assert_eq!(http(addr, "GET", "/health", None, None).0, 200);
 
     // 2. MLflow's own user database, users created through its REST API.
-    let auth_dir = TempDir::new("basic-auth");
-    let auth_port = free_port();
-    let auth_server = mlflow_server(&auth_dir.0, auth_port, true);
+    let mut auth_server = MlflowServer::start(true);
+    auth_server.wait_healthy();
     let (status, body) = http(
-        loopback(auth_port),
+        loopback(auth_server.port()),
         "POST",
         "/api/2.0/mlflow/users/create",
-        Some(&format!("admin:{ADMIN_PASSWORD}")),
+        Some(&format!("{MLFLOW_ADMIN}:{MLFLOW_ADMIN_PASSWORD}")),
         Some(r#"{"username": "carol", "password": "carol-password-123"}"#),
     );
     assert_eq!(status, 200, "{body}");
-    drop(auth_server);
-    let db = auth_dir.0.join("basic_auth.db");
+    let db = auth_server.auth_db();
     assert!(db.exists(), "MLflow did not create {}", db.display());
     let (_gateway, addr) = gateway(upstream_port, &["--mlflow-auth-db", db.to_str().unwrap()]);
     assert_logged_through(&mlflow_client(
@@ -282,7 +208,7 @@ fn mlflow_client_through_the_gateway() {
     ));
     assert_logged_through(&mlflow_client(
         addr,
-        Some(("admin", ADMIN_PASSWORD)),
+        Some((MLFLOW_ADMIN, MLFLOW_ADMIN_PASSWORD)),
         "via-mlflow-db-admin",
     ));
     assert_refused(&mlflow_client(

@@ -22,6 +22,18 @@
 mod env;
 mod file;
 mod static_;
+// -- providers modules --
+#[cfg(feature = "aws")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
+pub mod aws;
+#[cfg(feature = "azure")]
+#[cfg_attr(docsrs, doc(cfg(feature = "azure")))]
+pub mod azure;
+#[cfg(any(feature = "vault", feature = "azure"))]
+mod http;
+#[cfg(feature = "vault")]
+#[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
+pub mod vault;
 
 use std::{
     error::Error as StdError,
@@ -33,6 +45,12 @@ use std::{
 
 use secrecy::SecretString;
 
+#[cfg(feature = "aws")]
+pub use self::aws::AwsSecretsManager;
+#[cfg(feature = "azure")]
+pub use self::azure::AzureKeyVault;
+#[cfg(feature = "vault")]
+pub use self::vault::Vault;
 pub use self::{env::Env, file::File, static_::Static};
 
 /// A boxed error, as used by tower.

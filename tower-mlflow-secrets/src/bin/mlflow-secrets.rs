@@ -1,0 +1,274 @@
+//! `mlflow-secrets`: inspect and check the configuration read by
+//! `tower_mlflow_secrets::config::Config::from_env` (the variables of mlflow-secrets-auth).
+//!
+//! ```text
+//! mlflow-secrets info   [--verbose]
+//! mlflow-secrets doctor [--dry-run URL] [--verbose]
+//! ```
+//!
+//! `info` prints the resolved configuration and, for the secret, only a fingerprint
+//! (`sha256:` + 12 hex digits of its SHA-256) and its length. `doctor` validates the
+//! configuration, fetches the secret, builds the header, checks the allowlist and https,
+//! and with `--dry-run URL` sends one GET request with the header and fails on 401, 403 or a
+//! network error. Nothing ever prints the secret or the header value, `--verbose` included.
+//!
+//! Exit codes: 0 success; 1 a check failed (fetch, header, host not allowed, dry run);
+//! 2 usage or configuration error.
+
+use std::{process::ExitCode, time::Duration};
+
+use bytes::Bytes;
+use http::{Request, Uri};
+use http_body_util::Empty;
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use tower_mlflow_secrets::{
+    config::{Config, Provider, VaultAuthConfig},
+    source::SecretSource,
+};
+
+const USAGE: &str = "usage: mlflow-secrets <info|doctor> [--dry-run URL] [--verbose]
+  info                 print the resolved configuration and the secret's fingerprint
+  doctor               validate, fetch, build the header, check the allowlist
+  --dry-run URL        (doctor) send one GET to URL; fail on 401, 403 or a network error
+  --verbose            more detail (never the secret)
+exit codes: 0 ok, 1 a check failed, 2 usage or configuration error";
+
+struct Args {
+    command: String,
+    dry_run: Option<String>,
+    verbose: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut command = None;
+    let mut dry_run = None;
+    let mut verbose = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--verbose" | "-v" => verbose = true,
+            "--dry-run" => dry_run = Some(args.next().ok_or("--dry-run needs a URL")?),
+            "-h" | "--help" => return Err(String::new()),
+            "info" | "doctor" if command.is_none() => command = Some(arg),
+            other => return Err(format!("unexpected argument `{other}`")),
+        }
+    }
+    let command = command.ok_or("missing command")?;
+    if dry_run.is_some() && command != "doctor" {
+        return Err("--dry-run is a doctor option".to_owned());
+    }
+    Ok(Args {
+        command,
+        dry_run,
+        verbose,
+    })
+}
+
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            if message.is_empty() {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print_config(&config, args.verbose);
+    let source = match config.source().await {
+        Ok(source) => source,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let secret = match source.fetch().await {
+        Ok(fetched) => fetched,
+        Err(e) => {
+            eprintln!("fetch: FAILED: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let bytes = secret.secret().expose_secret().as_bytes();
+    let digest = Sha256::digest(bytes);
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    println!("secret: sha256:{hex} ({} bytes)", bytes.len());
+    if let Some(expiry) = secret.expires_in() {
+        println!("secret expires in: {}s", expiry.as_secs());
+    }
+    if args.command == "info" {
+        return ExitCode::SUCCESS;
+    }
+
+    // doctor
+    let header = match config.template().render(secret.secret()) {
+        Ok(value) => value,
+        Err(e) => {
+            eprintln!("header: FAILED: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "header: ok ({} with {} bytes)",
+        config.template().name(),
+        header.len()
+    );
+    let Some(url) = args.dry_run else {
+        println!("doctor: ok");
+        return ExitCode::SUCCESS;
+    };
+    let uri: Uri = match url.parse() {
+        Ok(uri) => uri,
+        Err(_) => {
+            eprintln!("error: --dry-run URL is not a valid URL");
+            return ExitCode::from(2);
+        }
+    };
+    if !config.allowlist().allows(&uri) {
+        eprintln!(
+            "allowlist: FAILED: {} is not allowed (https required unless loopback); allowed: {}",
+            origin(&uri),
+            config.allowed_hosts()
+        );
+        return ExitCode::from(1);
+    }
+    println!("allowlist: ok ({})", origin(&uri));
+    match dry_run(uri, config.template().name().clone(), header).await {
+        Ok(status) if status == 401 || status == 403 => {
+            eprintln!("dry run: FAILED: the server answered {status} (credential rejected)");
+            ExitCode::from(1)
+        }
+        Ok(status) => {
+            println!("dry run: ok (HTTP {status})");
+            println!("doctor: ok");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dry run: FAILED: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn origin(uri: &Uri) -> String {
+    format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("?"),
+        uri.authority()
+            .map_or("?", |a| a.as_str().rsplit('@').next().unwrap_or("?"))
+    )
+}
+
+#[allow(clippy::print_stdout)]
+fn print_config(config: &Config, verbose: bool) {
+    for (i, provider) in config.providers().iter().enumerate() {
+        println!("provider[{i}]: {}", provider.slug());
+        match provider {
+            Provider::Vault(v) => {
+                println!("  address: {}", v.address);
+                let auth = match &v.auth {
+                    VaultAuthConfig::AppRole { mount, .. } => format!("approle (mount {mount})"),
+                    _ => "token".to_owned(),
+                };
+                println!("  auth: {auth}");
+                println!("  path: {}", v.path);
+                if verbose {
+                    println!("  mount: {}", v.mount.as_deref().unwrap_or("(detected)"));
+                    println!(
+                        "  kv version: {}",
+                        v.kv_version
+                            .map_or("(detected)".to_owned(), |n| n.to_string())
+                    );
+                    println!(
+                        "  secret version: {}",
+                        v.version.map_or("latest".to_owned(), |n| n.to_string())
+                    );
+                    println!(
+                        "  namespace: {}",
+                        v.namespace.as_deref().unwrap_or("(none)")
+                    );
+                    println!("  custom CA: {}", v.ca_cert.is_some());
+                    println!("  client certificate: {}", v.client_cert.is_some());
+                }
+            }
+            Provider::Aws(a) => {
+                println!("  secret id: {}", a.secret_id);
+                println!("  region: {}", a.region.as_deref().unwrap_or("(SDK chain)"));
+                if verbose {
+                    println!(
+                        "  version: {}",
+                        a.version_id
+                            .as_deref()
+                            .or(a.version_stage.as_deref())
+                            .unwrap_or("AWSCURRENT")
+                    );
+                }
+            }
+            Provider::Azure(z) => {
+                println!("  vault url: {}", z.vault_url);
+                println!("  secret name: {}", z.secret_name);
+                if verbose {
+                    println!("  version: {}", z.version.as_deref().unwrap_or("latest"));
+                }
+            }
+            _ => {}
+        }
+    }
+    println!("fallback: {}", config.fallback());
+    println!("ttl: {}s", config.ttl().as_secs());
+    println!(
+        "header: {} ({:?}, {:?})",
+        config.template().name(),
+        config.template().mode(),
+        config.template().format()
+    );
+    println!("allowed hosts: {}", config.allowed_hosts());
+    if verbose {
+        println!("on disallowed host: {:?}", config.on_disallowed_host());
+    }
+}
+
+async fn dry_run(
+    uri: Uri,
+    name: http::HeaderName,
+    value: http::HeaderValue,
+) -> Result<u16, String> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let request = Request::get(uri)
+        .header(name, value)
+        .body(Empty::new())
+        .map_err(|_| "invalid request".to_owned())?;
+    let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| format!("request failed: {e}"))?;
+    Ok(response.status().as_u16())
+}
