@@ -1,19 +1,53 @@
-//! Per-request overhead of `AuthLayer` against the bare inner service.
+//! Per-request overhead of `AuthLayer` against the bare inner service, for each way a
+//! request can be let through, and one uncached bcrypt check for contrast.
 //!
-//! `cargo bench -p tower-mlflow-benches --bench auth_layer`
+//! ```text
+//! cargo bench -p tower-mlflow-benches --bench auth_layer
+//! ```
+//!
+//! Every case sends one request through a clone of the service (`oneshot`), as a server does
+//! per connection task; the bare service is the same handler without the layer. The
+//! difference between a case and `bare` is the layer's per-request cost. Figures and the
+//! machine they were taken on are in BENCHMARKS.md.
 
-use std::convert::Infallible;
+use std::{
+    convert::Infallible,
+    io::{BufRead, BufReader, Write},
+    net::TcpListener,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
+use aws_lc_rs::{
+    rand::SystemRandom,
+    rsa::KeySize,
+    signature::{
+        ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
+        RsaPublicKeyComponents,
+    },
+};
+use base64::{
+    Engine,
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+};
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::{Request, Response, header};
+use http::{HeaderValue, Request, Response, header};
 use http_body_util::Full;
 use secrecy::ExposeSecret;
+use serde_json::json;
 use subtle::ConstantTimeEq;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-use tower_mlflow_auth::{AuthLayer, Authorization, Credentials, Exemptions, Scheme};
+use tower_mlflow_auth::{
+    AuthLayer, Authenticator, Authorization, Credentials, Exemptions, Scheme,
+    authenticators::{Cached, Htpasswd, Jwt, StaticTokens},
+};
 
 type Body = Full<Bytes>;
+
+const PATH: &str = "/api/2.0/mlflow/runs/get";
+const TOKEN: &str = "t0ken-t0ken-t0ken";
+const AUDIENCE: &str = "urn:mlflow";
 
 async fn hello(_request: Request<Body>) -> Result<Response<Body>, Infallible> {
     Ok(Response::new(Full::from("hello")))
@@ -22,7 +56,7 @@ async fn hello(_request: Request<Body>) -> Result<Response<Body>, Infallible> {
 async fn static_bearer(credentials: Credentials) -> Result<Option<Authorization>, Infallible> {
     Ok(match credentials {
         Credentials::Bearer { token }
-            if bool::from(token.expose_secret().as_bytes().ct_eq(b"t0ken-t0ken-t0ken")) =>
+            if bool::from(token.expose_secret().as_bytes().ct_eq(TOKEN.as_bytes())) =>
         {
             Some(Authorization::new("ci", Scheme::Bearer))
         }
@@ -30,55 +64,259 @@ async fn static_bearer(credentials: Credentials) -> Result<Option<Authorization>
     })
 }
 
-fn request(path: &str, authorization: Option<&'static str>) -> Request<Body> {
-    let mut builder = Request::get(path);
-    if let Some(value) = authorization {
-        builder = builder.header(header::AUTHORIZATION, value);
+fn request(path: &str, authorization: Option<&HeaderValue>) -> Request<Body> {
+    let mut request = Request::new(Body::default());
+    if let Ok(uri) = path.parse() {
+        *request.uri_mut() = uri;
     }
-    builder.body(Body::default()).unwrap_or_default()
+    if let Some(value) = authorization {
+        request
+            .headers_mut()
+            .insert(header::AUTHORIZATION, value.clone());
+    }
+    request
 }
 
-/// One request through a clone of `service`, as a server does per connection task.
-async fn drive<S>(service: S, request: Request<Body>)
+/// One request through a clone of `service`; panics if it was not let through, so that a
+/// broken setup cannot pass for a fast one.
+async fn drive<S>(service: S, request: Request<Body>, expect_ok: bool)
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
-    let response = service.oneshot(request).await;
-    std::hint::black_box(response.unwrap_or_else(|e| match e {}));
+    let response = service
+        .oneshot(request)
+        .await
+        .unwrap_or_else(|e| match e {});
+    assert_eq!(
+        response.status().is_success(),
+        expect_ok,
+        "unexpected status"
+    );
+    std::hint::black_box(response);
 }
 
-fn bench(c: &mut Criterion) {
+fn basic(user: &str, password: &str) -> HeaderValue {
+    let encoded = STANDARD.encode(format!("{user}:{password}"));
+    HeaderValue::from_str(&format!("Basic {encoded}")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn bearer(token: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("Bearer {token}")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+// ---------- JWT: keys generated here, JWKS served on 127.0.0.1 ----------
+
+enum SigningKey {
+    Rsa(RsaKeyPair),
+    Ec(EcdsaKeyPair),
+}
+
+impl SigningKey {
+    fn jwk(&self, kid: &str) -> serde_json::Value {
+        match self {
+            Self::Rsa(pair) => {
+                let public = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+                json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
+                       "n": URL_SAFE_NO_PAD.encode(&public.n), "e": URL_SAFE_NO_PAD.encode(&public.e)})
+            }
+            Self::Ec(pair) => {
+                // Uncompressed point: 0x04 || x || y.
+                let point = pair.public_key().as_ref();
+                json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+                       "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65])})
+            }
+        }
+    }
+
+    fn token(&self, kid: &str, issuer: &str) -> String {
+        let alg = match self {
+            Self::Rsa(_) => "RS256",
+            Self::Ec(_) => "ES256",
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let header = json!({"alg": alg, "typ": "JWT", "kid": kid});
+        let claims = json!({"iss": issuer, "aud": AUDIENCE, "sub": "alice",
+                            "iat": now, "exp": now + 3600});
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let rng = SystemRandom::new();
+        let signature = match self {
+            Self::Rsa(pair) => {
+                let mut signature = vec![0; pair.public_modulus_len()];
+                pair.sign(&RSA_PKCS1_SHA256, &rng, message.as_bytes(), &mut signature)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                signature
+            }
+            Self::Ec(pair) => pair
+                .sign(&rng, message.as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"))
+                .as_ref()
+                .to_vec(),
+        };
+        format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+}
+
+/// Serves `jwks` at any path on a loopback port from a background thread; returns the URL.
+fn serve_jwks(jwks: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let jwks = Arc::new(jwks);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let Ok(read_half) = stream.try_clone() else {
+                continue;
+            };
+            let mut reader = BufReader::new(read_half);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{jwks}",
+                jwks.len()
+            );
+        }
+    });
+    format!("http://{address}/jwks")
+}
+
+fn bench_auth_layer(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let layer = AuthLayer::new(static_bearer).with_exemptions(Exemptions::mlflow_defaults());
     let mut group = c.benchmark_group("auth_layer");
 
     let bare = service_fn(hello);
     group.bench_function("bare", |b| {
         b.to_async(&runtime)
-            .iter(|| drive(bare, request("/api/2.0/mlflow/runs/get", None)));
+            .iter(|| drive(bare, request(PATH, None), true));
     });
 
-    let authed = ServiceBuilder::new().layer(layer).service_fn(hello);
+    // A closure authenticator: the layer's own cost with a trivial check.
+    let closure = ServiceBuilder::new()
+        .layer(AuthLayer::new(static_bearer).with_exemptions(Exemptions::mlflow_defaults()))
+        .service_fn(hello);
     group.bench_function("exempt_path", |b| {
         b.to_async(&runtime)
-            .iter(|| drive(authed.clone(), request("/health", None)));
+            .iter(|| drive(closure.clone(), request("/health", None), true));
     });
-    group.bench_function("static_bearer", |b| {
-        b.to_async(&runtime).iter(|| {
-            drive(
-                authed.clone(),
-                request("/api/2.0/mlflow/runs/get", Some("Bearer t0ken-t0ken-t0ken")),
-            )
-        });
+    let token_header = bearer(TOKEN);
+    group.bench_function("static_bearer_closure", |b| {
+        b.to_async(&runtime)
+            .iter(|| drive(closure.clone(), request(PATH, Some(&token_header)), true));
     });
     group.bench_function("rejected_missing", |b| {
         b.to_async(&runtime)
-            .iter(|| drive(authed.clone(), request("/api/2.0/mlflow/runs/get", None)));
+            .iter(|| drive(closure.clone(), request(PATH, None), false));
+    });
+
+    // StaticTokens: SHA-256 of the token and a map lookup.
+    let tokens = StaticTokens::bearer()
+        .with_token(TOKEN, Authorization::new("ci", Scheme::Bearer))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let static_tokens = ServiceBuilder::new()
+        .layer(AuthLayer::new(tokens))
+        .service_fn(hello);
+    group.bench_function("static_tokens", |b| {
+        b.to_async(&runtime).iter(|| {
+            drive(
+                static_tokens.clone(),
+                request(PATH, Some(&token_header)),
+                true,
+            )
+        });
+    });
+
+    // Basic with a cache hit over a bcrypt cost-10 htpasswd entry: HMAC-SHA256 + lookup.
+    let hash = bcrypt::hash("alice-password", 10).unwrap_or_else(|e| panic!("{e}"));
+    let htpasswd = Htpasswd::parse(&format!("alice:{hash}\n")).unwrap_or_else(|e| panic!("{e}"));
+    let cached = Cached::builder(htpasswd.clone())
+        .with_time_to_live(Duration::from_secs(3600))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let basic_cached = ServiceBuilder::new()
+        .layer(AuthLayer::new(cached))
+        .service_fn(hello);
+    let alice = basic("alice", "alice-password");
+    // The first request pays for bcrypt and fills the cache.
+    runtime.block_on(drive(
+        basic_cached.clone(),
+        request(PATH, Some(&alice)),
+        true,
+    ));
+    group.bench_function("basic_cached_hit", |b| {
+        b.to_async(&runtime)
+            .iter(|| drive(basic_cached.clone(), request(PATH, Some(&alice)), true));
+    });
+
+    // JWT RS256 and ES256, keys fetched once before measuring.
+    let rsa =
+        SigningKey::Rsa(RsaKeyPair::generate(KeySize::Rsa2048).unwrap_or_else(|e| panic!("{e}")));
+    let ec = SigningKey::Ec(
+        EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap_or_else(|e| panic!("{e}")),
+    );
+    let jwks = json!({"keys": [rsa.jwk("rsa-1"), ec.jwk("ec-1")]}).to_string();
+    let jwks_uri = serve_jwks(jwks);
+    let issuer = "https://issuer.example";
+    let jwt = Jwt::builder()
+        .jwks_uri(&jwks_uri)
+        .issuer(issuer)
+        .audience(AUDIENCE)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    runtime
+        .block_on(jwt.refresh())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let jwt_service = ServiceBuilder::new()
+        .layer(AuthLayer::new(jwt))
+        .service_fn(hello);
+    for (name, key, kid) in [("jwt_rs256", &rsa, "rsa-1"), ("jwt_es256", &ec, "ec-1")] {
+        let header = bearer(&key.token(kid, issuer));
+        runtime.block_on(drive(
+            jwt_service.clone(),
+            request(PATH, Some(&header)),
+            true,
+        ));
+        group.bench_function(name, |b| {
+            b.to_async(&runtime)
+                .iter(|| drive(jwt_service.clone(), request(PATH, Some(&header)), true));
+        });
+    }
+    group.finish();
+
+    // For contrast: what every request costs without the cache (nginx's model).
+    let mut group = c.benchmark_group("password_hash");
+    group.sample_size(10);
+    let uncached = ServiceBuilder::new()
+        .layer(AuthLayer::new(htpasswd.clone()))
+        .service_fn(hello);
+    group.bench_function("basic_bcrypt10_uncached", |b| {
+        b.to_async(&runtime)
+            .iter(|| drive(uncached.clone(), request(PATH, Some(&alice)), true));
+    });
+    // The bare hash, without the layer or the blocking pool.
+    let credentials = || Credentials::Basic {
+        username: "alice".into(),
+        password: "alice-password".into(),
+    };
+    group.bench_function("htpasswd_authenticate_bcrypt10", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let principal = htpasswd.authenticate(credentials()).await;
+            assert!(matches!(principal, Ok(Some(_))));
+        });
     });
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench_auth_layer);
 criterion_main!(benches);
