@@ -118,49 +118,14 @@ async fn hyper_server_authenticates_over_the_wire() {
 
 // ---- tonic ----
 
+// The example's health service: answers SERVING and names the principal it found in the
+// request extensions in the `x-principal` response metadata.
+use grpc::WhoAmIHealth;
 use tonic::{Code, Status, metadata::MetadataValue};
 use tonic_health::pb::{
-    HealthCheckRequest, HealthCheckResponse,
-    health_check_response::ServingStatus,
-    health_client::HealthClient,
-    health_server::{Health, HealthServer},
+    HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus,
+    health_client::HealthClient, health_server::HealthServer,
 };
-
-/// A health service that answers SERVING and names the principal in the `x-principal`
-/// response metadata.
-struct WhoAmIHealth;
-
-#[tonic::async_trait]
-impl Health for WhoAmIHealth {
-    async fn check(
-        &self,
-        request: tonic::Request<HealthCheckRequest>,
-    ) -> Result<tonic::Response<HealthCheckResponse>, Status> {
-        let who = request
-            .extensions()
-            .get::<Authorization>()
-            .map(|a| a.subject().to_owned())
-            .ok_or_else(|| Status::internal("no principal: is AuthLayer installed?"))?;
-        let mut response = tonic::Response::new(HealthCheckResponse {
-            status: ServingStatus::Serving.into(),
-        });
-        response
-            .metadata_mut()
-            .insert("x-principal", MetadataValue::try_from(who).unwrap());
-        Ok(response)
-    }
-
-    type WatchStream = std::pin::Pin<
-        Box<dyn tokio_stream::Stream<Item = Result<HealthCheckResponse, Status>> + Send>,
-    >;
-
-    async fn watch(
-        &self,
-        _request: tonic::Request<HealthCheckRequest>,
-    ) -> Result<tonic::Response<Self::WatchStream>, Status> {
-        Err(Status::unimplemented("watch"))
-    }
-}
 
 async fn start_tonic_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
