@@ -12,6 +12,10 @@
 //! constant in `credential.rs` that nothing can override.
 #![cfg(feature = "azure")]
 
+mod support;
+
+use support::json_reply;
+
 use std::{
     collections::HashMap,
     convert::Infallible,
@@ -21,15 +25,10 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use rustls::{
-    ServerConfig,
-    pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer},
-};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use tower_mlflow_secrets::source::{
@@ -69,12 +68,6 @@ struct Fake {
     plain_port: u16,
     ca_pem: String,
     state: Arc<Mutex<State>>,
-}
-
-fn json_reply(status: u16, body: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap();
-    response
 }
 
 /// Decodes `application/x-www-form-urlencoded` (also used for query strings).
@@ -188,27 +181,7 @@ where
 
 /// Starts the fake; the token endpoints hand out `issue`.
 async fn start(issue: &str) -> Fake {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().unwrap();
-    let server_cert = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&server_key, &issuer)
-        .unwrap();
-    let config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![server_cert.der().clone()],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
-            )
-            .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (acceptor, ca_pem) = support::localhost_tls();
     let state = Arc::new(Mutex::new(State {
         issue: issue.to_owned(),
         ..State::default()
@@ -241,7 +214,7 @@ async fn start(issue: &str) -> Fake {
     Fake {
         port,
         plain_port,
-        ca_pem: ca_cert.pem(),
+        ca_pem,
         state,
     }
 }
