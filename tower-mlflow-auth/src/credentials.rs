@@ -32,7 +32,7 @@ use std::fmt;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName, header::AUTHORIZATION};
 use secrecy::SecretString;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Longest credentials header accepted, in bytes (8 KiB). Longer values are malformed.
 pub const MAX_CREDENTIALS_HEADER_LEN: usize = 8 * 1024;
@@ -252,16 +252,40 @@ fn is_http_whitespace(c: char) -> bool {
 }
 
 fn parse_basic(encoded: &str) -> Result<Credentials, CredentialsError> {
-    let malformed = CredentialsError::Malformed;
+    /// Decoded credentials up to this size (a 256-character header value) are decoded on the
+    /// stack; longer ones go to the heap. Either buffer is zeroized after use.
+    const INLINE: usize = 192;
+
     if encoded.is_empty() {
-        return Err(malformed(Malformed::Empty));
+        return Err(CredentialsError::Malformed(Malformed::Empty));
     }
+    let mut inline = [0_u8; INLINE];
+    let mut heap;
+    let buffer: &mut [u8] = if encoded.len() <= INLINE / 3 * 4 {
+        &mut inline
+    } else {
+        heap = Zeroizing::new(vec![0_u8; encoded.len().div_ceil(4) * 3]);
+        &mut heap
+    };
     // Standard alphabet with canonical padding, as werkzeug's `b64decode(validate=True)`.
-    let decoded = Zeroizing::new(
-        base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .map_err(|_| malformed(Malformed::InvalidBase64))?,
-    );
+    // The password ends up in a `SecretString` (or is refused): scrub the decoded copy.
+    match base64::engine::general_purpose::STANDARD.decode_slice(encoded, buffer) {
+        Ok(len) => {
+            let credentials = split_basic(&buffer[..len]);
+            buffer[..len].zeroize();
+            credentials
+        }
+        Err(_) => {
+            // Part of the input may have been decoded before the error.
+            buffer.zeroize();
+            Err(CredentialsError::Malformed(Malformed::InvalidBase64))
+        }
+    }
+}
+
+/// `username:password`, already decoded.
+fn split_basic(decoded: &[u8]) -> Result<Credentials, CredentialsError> {
+    let malformed = CredentialsError::Malformed;
     let colon = decoded
         .iter()
         .position(|&b| b == b':')
@@ -349,6 +373,29 @@ mod tests {
         };
         assert_eq!(username, "jörg");
         assert_eq!(password.expose_secret(), "a:b:c");
+    }
+
+    #[test]
+    fn basic_of_every_length_round_trips() {
+        // Short credentials are decoded on the stack, long ones on the heap; the boundary
+        // (192 decoded bytes) and its neighbours must behave the same.
+        for len in [1, 60, 186, 187, 188, 189, 190, 191, 192, 193, 300, 6000] {
+            let password = "p".repeat(len);
+            let Credentials::Basic {
+                username,
+                password: parsed,
+            } = parse(&[&basic(format!("u:{password}").as_bytes())]).unwrap()
+            else {
+                panic!("not basic")
+            };
+            assert_eq!(username, "u");
+            assert_eq!(parsed.expose_secret(), password, "length {len}");
+        }
+        for len in [100, 255, 256, 257, 400] {
+            let mut value = b"Basic ".to_vec();
+            value.extend(std::iter::repeat_n(b'*', len));
+            assert_eq!(parse_err(&[&value]), malformed(Malformed::InvalidBase64));
+        }
     }
 
     #[test]
