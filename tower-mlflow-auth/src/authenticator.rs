@@ -83,6 +83,19 @@ pub trait Authenticator: Clone + Send + Sync + 'static {
         credentials: Credentials,
     ) -> impl Future<Output = Result<Option<Authorization>, Self::Error>> + Send;
 
+    /// A synchronous shortcut: the principal for `credentials` when this authenticator can
+    /// accept them at once from memory (a cache hit, a static token).
+    ///
+    /// [`AuthLayer`](crate::AuthLayer) asks this first and, on `Some`, calls the inner
+    /// service straight away: no verification future is built, boxed or polled. `None` means
+    /// "not known now", never "rejected"; the layer then calls
+    /// [`authenticate`](Self::authenticate). Return `Some` only for credentials that
+    /// `authenticate` would accept with the same principal. The default returns `None`.
+    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+        let _ = credentials;
+        None
+    }
+
     /// The challenges for the `WWW-Authenticate` header of a 401, in order of preference.
     ///
     /// The default is `Basic`. An empty slice sends no `WWW-Authenticate` header.
@@ -119,6 +132,10 @@ impl<A: Authenticator> Authenticator for Arc<A> {
         credentials: Credentials,
     ) -> impl Future<Output = Result<Option<Authorization>, Self::Error>> + Send {
         (**self).authenticate(credentials)
+    }
+
+    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+        (**self).try_accept_now(credentials)
     }
 
     fn challenges(&self) -> &[Challenge] {
@@ -266,6 +283,12 @@ impl<A: Authenticator, B: Authenticator> Authenticator for FirstOf<A, B> {
         }
     }
 
+    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+        // Only `first` may answer at once: when it cannot, it might still accept (with its own
+        // principal) once verified, and it comes before `second`.
+        self.first.try_accept_now(credentials)
+    }
+
     fn challenges(&self) -> &[Challenge] {
         &self.challenges
     }
@@ -325,6 +348,7 @@ type BoxedVerification<'a> = std::pin::Pin<
 trait ErasedAuthenticator: Send + Sync + 'static {
     fn credentials(&self, parts: &Parts) -> Result<Credentials, CredentialsError>;
     fn authenticate(&self, credentials: Credentials) -> BoxedVerification<'_>;
+    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization>;
     fn challenges(&self) -> &[Challenge];
 }
 
@@ -339,6 +363,10 @@ impl<A: Authenticator> ErasedAuthenticator for A {
                 .await
                 .map_err(|e| BoxAuthenticatorError(Box::new(e)))
         })
+    }
+
+    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+        Authenticator::try_accept_now(self, credentials)
     }
 
     fn challenges(&self) -> &[Challenge] {
@@ -365,6 +393,10 @@ impl Authenticator for BoxAuthenticator {
         credentials: Credentials,
     ) -> impl Future<Output = Result<Option<Authorization>, Self::Error>> + Send {
         self.0.authenticate(credentials)
+    }
+
+    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+        self.0.try_accept_now(credentials)
     }
 
     fn challenges(&self) -> &[Challenge] {

@@ -568,3 +568,101 @@ fn malformed_is_reported_by_kind() {
         "malformed credentials (header repeated)"
     );
 }
+
+/// Answers bearer `fast` from memory and bearer `slow` only through `authenticate`; counts
+/// both kinds of call.
+#[derive(Clone, Default)]
+struct Remembering {
+    verified: Arc<AtomicUsize>,
+    remembered: Arc<AtomicUsize>,
+}
+
+impl Authenticator for Remembering {
+    type Error = Infallible;
+
+    async fn authenticate(
+        &self,
+        credentials: Credentials,
+    ) -> Result<Option<Authorization>, Infallible> {
+        self.verified.fetch_add(1, Ordering::SeqCst);
+        Ok(match credentials {
+            Credentials::Bearer { token } if token.expose_secret() == "slow" => {
+                Some(Authorization::new("verified", Scheme::Bearer))
+            }
+            _ => None,
+        })
+    }
+
+    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+        self.remembered.fetch_add(1, Ordering::SeqCst);
+        match credentials {
+            Credentials::Bearer { token } if token.expose_secret() == "fast" => {
+                Some(Authorization::new("remembered", Scheme::Bearer))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn credentials_accepted_from_memory_skip_the_verification() {
+    let authenticator = Remembering::default();
+    let bearer = |token: &str| {
+        get("/api/2.0/mlflow/runs/get")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::default())
+            .unwrap()
+    };
+
+    let fast = call(AuthLayer::new(authenticator.clone()), bearer("fast")).await;
+    assert_eq!(fast.status(), StatusCode::OK);
+    assert_eq!(fast.headers()["x-authorization-sensitive"], "1");
+    assert_eq!(body_text(fast).await, "remembered");
+    assert_eq!(authenticator.remembered.load(Ordering::SeqCst), 1);
+    assert_eq!(authenticator.verified.load(Ordering::SeqCst), 0);
+
+    // "Not known now" is not a rejection: the verification runs and decides.
+    let slow = call(AuthLayer::new(authenticator.clone()), bearer("slow")).await;
+    assert_eq!(body_text(slow).await, "verified");
+    let wrong = call(AuthLayer::new(authenticator.clone()), bearer("wrong")).await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(authenticator.remembered.load(Ordering::SeqCst), 3);
+    assert_eq!(authenticator.verified.load(Ordering::SeqCst), 2);
+
+    // A principal smuggled in by the caller is still removed on the fast path.
+    let mut smuggled = bearer("fast");
+    smuggled
+        .extensions_mut()
+        .insert(Authorization::new("mallory", Scheme::Bearer));
+    let response = call(AuthLayer::new(authenticator.clone()), smuggled).await;
+    assert_eq!(body_text(response).await, "remembered");
+}
+
+#[tokio::test]
+async fn first_of_answers_from_memory_only_through_its_first() {
+    let first = Remembering::default();
+    let second = Remembering::default();
+    let either = first_of(first.clone(), second.clone());
+    let fast = Credentials::Bearer {
+        token: "fast".into(),
+    };
+    assert_eq!(
+        either.try_accept_now(&fast).unwrap().subject(),
+        "remembered"
+    );
+    // The first cannot answer "slow" now, and it might accept it once verified: the second
+    // must not answer in its place.
+    let slow = Credentials::Bearer {
+        token: "slow".into(),
+    };
+    assert!(either.try_accept_now(&slow).is_none());
+    assert_eq!(second.remembered.load(Ordering::SeqCst), 0);
+
+    let boxed = tower_mlflow_auth::BoxAuthenticator::new(first_of(first, second));
+    assert_eq!(boxed.try_accept_now(&fast).unwrap().subject(), "remembered");
+    let shared = Arc::new(Remembering::default());
+    assert_eq!(
+        shared.try_accept_now(&fast).unwrap().subject(),
+        "remembered"
+    );
+}

@@ -111,6 +111,15 @@ where
             value.set_sensitive(true);
         }
 
+        // Answered from memory (a cache hit, a static token): no verification future at all.
+        if let Some(principal) = self.authenticator.try_accept_now(&credentials) {
+            drop(credentials);
+            span.record("principal", principal.subject());
+            tracing::debug!(parent: &span, "authenticated");
+            request.extensions_mut().insert(principal);
+            return ResponseFuture::inner(self.inner.call(request), span);
+        }
+
         let scheme = credentials.scheme();
         let authenticator = self.authenticator.clone();
         let verification: Verification = Box::pin(async move {

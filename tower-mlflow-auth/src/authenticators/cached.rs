@@ -1,22 +1,24 @@
 //! [`Cached`]: a verified-credential cache in front of any [`Authenticator`].
 
 use std::{
+    any::Any,
+    collections::HashMap,
     error::Error,
     fmt,
+    hash::{BuildHasherDefault, Hash, Hasher},
     num::NonZeroUsize,
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError, RwLock,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use hmac::{Hmac, KeyInit, Mac};
 use http::request::Parts;
-use moka::future::Cache;
 use secrecy::ExposeSecret;
 use sha2::Sha256;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use crate::{
     authenticator::{Authenticator, Challenge},
@@ -33,10 +35,6 @@ pub const MAX_TIME_TO_LIVE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The default maximum number of cached credentials.
 pub const DEFAULT_MAX_ENTRIES: u64 = 10_000;
-
-/// HMAC-SHA256 of a credential under the cache's private key.
-type CacheKey = [u8; 32];
-
 /// Wraps any [`Authenticator`] with a verified-credential cache.
 ///
 /// Clones share the cache. Credential extraction and challenges are the inner
@@ -55,9 +53,12 @@ type CacheKey = [u8; 32];
 /// - **Value**: the accepted [`Authorization`] principal.
 /// - **Failures are never cached**: wrong credentials (`Ok(None)`) and backend errors
 ///   (`Err`) are checked again next time.
-/// - **Bounds**: a time to live (default [`DEFAULT_TIME_TO_LIVE`], 5 minutes) and a maximum
-///   number of entries (default [`DEFAULT_MAX_ENTRIES`]); the least useful entries go first
-///   ([`moka`]'s TinyLFU policy).
+/// - **Bounds**: a time to live from the moment of the check (default
+///   [`DEFAULT_TIME_TO_LIVE`], 5 minutes) and a maximum number of entries (default
+///   [`DEFAULT_MAX_ENTRIES`]). When the cache is full, a new entry first drops the expired
+///   ones, then the oldest.
+/// - **Hits are cheap**: one HMAC and a lookup under a shared read lock; no bookkeeping is
+///   written on a hit, so concurrent hits on different cores do not contend.
 /// - **Invalidation**: [`Cached::invalidate`] drops every entry of one user (call it after a
 ///   password change, an admin-flag change or a deletion); [`Cached::clear`] drops all.
 /// - **Single flight**: concurrent requests with the same credentials, while they are not
@@ -115,8 +116,58 @@ pub struct Cached<A> {
     shared: Arc<Shared>,
 }
 
+/// HMAC-SHA256 of a credential under the cache's private key.
+///
+/// Compared with `==` in the maps: the bytes are a keyed MAC of the credential, not the
+/// credential, and an attacker cannot compute them, so timing reveals nothing usable.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct CacheKey([u8; 32]);
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Derived from a secret; no reason to print it.
+        f.pad("CacheKey(..)")
+    }
+}
+
+impl Hash for CacheKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The key is already uniformly random (a MAC under a secret key): 8 of its bytes are
+        // as good a hash as any, and nobody outside can choose them to collide.
+        let mut word = [0; 8];
+        word.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_ne_bytes(word));
+    }
+}
+
+/// Passes [`CacheKey`]'s own bytes through as the hash.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached by `CacheKey`, which writes one u64; kept correct for any input.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = word;
+    }
+}
+
+type KeyMap<V> = HashMap<CacheKey, V, BuildHasherDefault<KeyHasher>>;
+
 struct Shared {
-    entries: Cache<CacheKey, Entry>,
+    /// Accepted credentials. A hit takes the read lock and writes nothing.
+    entries: RwLock<KeyMap<Entry>>,
+    /// Checks under way, so that concurrent identical misses share one.
+    flights: Mutex<KeyMap<Flight>>,
     /// Keyed with the random per-cache key; cloned for each credential.
     key_mac: Hmac<Sha256>,
     /// Permits for running the inner authenticator on a miss.
@@ -124,6 +175,8 @@ struct Shared {
     /// Bumped by every `invalidate` and `clear`, so that a verification which raced with one
     /// does not leave its (possibly stale) answer in the cache.
     invalidations: AtomicU64,
+    /// Tells flights for the same key apart, so that one never removes another.
+    next_flight: AtomicU64,
     settings: Settings,
 }
 
@@ -134,18 +187,68 @@ struct Settings {
     max_concurrent_verifications: usize,
 }
 
-#[derive(Clone)]
 struct Entry {
+    expires_at: Instant,
     /// The Basic username the credential was presented with, for `invalidate`.
     username: Option<Arc<str>>,
     principal: Authorization,
 }
 
-/// Why the inner check did not produce a cacheable entry. Shared by every caller waiting on
-/// the same check, hence the `Arc` around the error.
-enum Miss<E> {
+/// A check under way, and where its outcome will be published.
+struct Flight {
+    id: u64,
+    outcome: watch::Receiver<Option<Outcome>>,
+}
+
+/// The outcome of one check, shared by every request that waited on it.
+#[derive(Clone)]
+enum Outcome {
+    Accepted(Authorization),
     Rejected,
-    Failed(Arc<E>),
+    /// The inner authenticator's error. Type-erased because `Shared` is not generic; it is
+    /// always the `A::Error` of the `Cached<A>` that owns the `Shared`.
+    Failed(Arc<dyn Any + Send + Sync>),
+}
+
+impl Outcome {
+    fn into_result<E: Error + Send + Sync + 'static>(
+        self,
+    ) -> Result<Option<Authorization>, CachedError<E>> {
+        match self {
+            Self::Accepted(principal) => Ok(Some(principal)),
+            Self::Rejected => Ok(None),
+            Self::Failed(error) => match error.downcast::<E>() {
+                Ok(error) => Err(CachedError(error)),
+                // Unreachable (see `Failed`); if it ever were, refusing is the safe answer.
+                Err(_) => Ok(None),
+            },
+        }
+    }
+}
+
+/// Removes its flight when dropped: after the check's outcome was published, or when the
+/// request leading the flight is cancelled before its check started. Dropping the flight's
+/// sender with it wakes the waiting requests, which then look again.
+struct FlightGuard {
+    shared: Arc<Shared>,
+    key: CacheKey,
+    id: u64,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        let mut flights = self
+            .shared
+            .flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if flights
+            .get(&self.key)
+            .is_some_and(|flight| flight.id == self.id)
+        {
+            flights.remove(&self.key);
+        }
+    }
 }
 
 impl<A: Authenticator> Cached<A> {
@@ -174,39 +277,142 @@ impl<A: Authenticator> Cached<A> {
     /// username, and entries whose principal has that subject (which covers tokens).
     ///
     /// Call it when the user's password, admin flag or existence changes. A check that is
-    /// running while this is called still answers its own request, but its answer is not
-    /// kept.
+    /// running while this is called still answers the requests waiting on it, but its answer
+    /// is not kept.
     pub fn invalidate(&self, username: &str) {
         let shared = &self.shared;
+        // Bumped before taking the lock: a check finishing after this either sees the new
+        // count (and keeps nothing) or inserted before we remove.
         shared.invalidations.fetch_add(1, Ordering::SeqCst);
-        let username: Arc<str> = Arc::from(username);
-        let registered = shared.entries.invalidate_entries_if(move |_, entry| {
-            entry.username.as_deref() == Some(&*username) || entry.principal.subject() == &*username
+        shared.write_entries().retain(|_, entry| {
+            entry.username.as_deref() != Some(username) && entry.principal.subject() != username
         });
-        if registered.is_err() {
-            // Only possible if the cache were built without invalidation closures; dropping
-            // everything is the safe answer.
-            shared.entries.invalidate_all();
-        }
     }
 
     /// Drops every cached credential.
     pub fn clear(&self) {
         self.shared.invalidations.fetch_add(1, Ordering::SeqCst);
-        self.shared.entries.invalidate_all();
+        self.shared.write_entries().clear();
     }
 
-    /// The number of cached credentials. Approximate: expired and invalidated entries are
-    /// removed in batches, as a side effect of later calls.
+    /// The number of cached credentials, counting expired ones that were not dropped yet
+    /// (they go when the cache is full and a new entry needs room).
     #[must_use]
     pub fn entry_count(&self) -> u64 {
-        self.shared.entries.entry_count()
+        self.shared.entry_count()
     }
 
     /// The wrapped authenticator.
     #[must_use]
     pub fn get_ref(&self) -> &A {
         &self.inner
+    }
+
+    /// A credential that was not in the cache (or had expired): check it once for all
+    /// concurrent identical requests, behind a permit.
+    async fn authenticate_miss(
+        &self,
+        key: CacheKey,
+        credentials: Credentials,
+    ) -> Result<Option<Authorization>, CachedError<A::Error>> {
+        let shared = &self.shared;
+        loop {
+            let joined = {
+                let mut flights = shared
+                    .flights
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                match flights.get(&key) {
+                    Some(flight) => Some((flight.id, flight.outcome.clone())),
+                    None => {
+                        // A check that ended between our lookup and this lock left its entry
+                        // before its flight.
+                        if let Some(principal) = shared.lookup(&key) {
+                            return Ok(Some(principal));
+                        }
+                        None
+                    }
+                }
+                .ok_or_else(|| {
+                    let id = shared.next_flight.fetch_add(1, Ordering::Relaxed);
+                    let (sender, outcome) = watch::channel(None);
+                    flights.insert(key, Flight { id, outcome });
+                    (id, sender)
+                })
+            };
+            match joined {
+                Ok((id, mut outcome)) => {
+                    if let Ok(published) = outcome.wait_for(Option::is_some).await {
+                        if let Some(outcome) = published.clone() {
+                            return outcome.into_result();
+                        }
+                    }
+                    // The leading request was cancelled before its check started, and its
+                    // guard removed the flight. Remove it here too, should it still be there,
+                    // so that looking again can never find the same dead flight.
+                    drop(FlightGuard {
+                        shared: Arc::clone(shared),
+                        key,
+                        id,
+                    });
+                }
+                Err((id, sender)) => return self.lead(key, id, sender, credentials).await,
+            }
+        }
+    }
+
+    /// Runs the check of a new flight and publishes its outcome.
+    async fn lead(
+        &self,
+        key: CacheKey,
+        id: u64,
+        sender: watch::Sender<Option<Outcome>>,
+        credentials: Credentials,
+    ) -> Result<Option<Authorization>, CachedError<A::Error>> {
+        let guard = FlightGuard {
+            shared: Arc::clone(&self.shared),
+            key,
+            id,
+        };
+        let invalidations_before = self.shared.invalidations.load(Ordering::SeqCst);
+        // A hit never gets here, so it never waits for a permit. `acquire` fails only on a
+        // closed semaphore, and this one is never closed.
+        let permit = Arc::clone(&self.shared.verifications)
+            .acquire_owned()
+            .await
+            .ok();
+        let username = match &credentials {
+            Credentials::Basic { username, .. } => Some(Arc::from(username.as_str())),
+            Credentials::Bearer { .. } | Credentials::Header { .. } => None,
+        };
+        // The check runs in its own task that owns the permit: if this request is cancelled
+        // (the client hangs up), the slow hash still runs to its end on the blocking pool, so
+        // the permit must not return before it does. Otherwise clients that connect and
+        // disconnect could run any number of hashes at once.
+        let inner = self.inner.clone();
+        let check = tokio::spawn(async move {
+            let answer = inner.authenticate(credentials).await;
+            drop(permit);
+            let outcome = match answer {
+                Ok(Some(principal)) => {
+                    guard
+                        .shared
+                        .remember(key, username, &principal, invalidations_before);
+                    Outcome::Accepted(principal)
+                }
+                Ok(None) => Outcome::Rejected,
+                Err(error) => Outcome::Failed(Arc::new(error)),
+            };
+            sender.send_replace(Some(outcome.clone()));
+            drop(guard);
+            outcome
+        });
+        match check.await {
+            Ok(outcome) => outcome.into_result(),
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // Only when the runtime shuts down: nothing was verified.
+            Err(_) => Ok(None),
+        }
     }
 }
 
@@ -232,7 +438,66 @@ impl Shared {
         mac.update(name);
         mac.update(&[0]);
         mac.update(secret.as_bytes());
-        mac.finalize().into_bytes().into()
+        CacheKey(mac.finalize().into_bytes().into())
+    }
+
+    /// The principal of a live entry.
+    fn lookup(&self, key: &CacheKey) -> Option<Authorization> {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        let entry = entries.get(key)?;
+        (Instant::now() < entry.expires_at).then(|| entry.principal.clone())
+    }
+
+    fn write_entries(&self) -> std::sync::RwLockWriteGuard<'_, KeyMap<Entry>> {
+        self.entries.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn entry_count(&self) -> u64 {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        u64::try_from(entries.len()).unwrap_or(u64::MAX)
+    }
+
+    /// Keeps an accepted credential, unless an invalidation happened since its check began.
+    fn remember(
+        &self,
+        key: CacheKey,
+        username: Option<Arc<str>>,
+        principal: &Authorization,
+        invalidations_before: u64,
+    ) {
+        let now = Instant::now();
+        let Some(expires_at) = now.checked_add(self.settings.time_to_live) else {
+            return;
+        };
+        let mut entries = self.write_entries();
+        // Read under the lock that `invalidate` takes after bumping the count.
+        if self.invalidations.load(Ordering::SeqCst) != invalidations_before {
+            return;
+        }
+        let full = |entries: &KeyMap<Entry>| {
+            u64::try_from(entries.len()).unwrap_or(u64::MAX) >= self.settings.max_entries
+        };
+        if full(&entries) && !entries.contains_key(&key) {
+            entries.retain(|_, entry| entry.expires_at > now);
+            if full(&entries) {
+                // Every entry has the same time to live: the soonest to expire is the oldest.
+                let oldest = entries
+                    .iter()
+                    .min_by_key(|(_, entry)| entry.expires_at)
+                    .map(|(key, _)| *key);
+                if let Some(oldest) = oldest {
+                    entries.remove(&oldest);
+                }
+            }
+        }
+        entries.insert(
+            key,
+            Entry {
+                expires_at,
+                username,
+                principal: principal.clone(),
+            },
+        );
     }
 }
 
@@ -247,58 +512,18 @@ impl<A: Authenticator> Authenticator for Cached<A> {
         &self,
         credentials: Credentials,
     ) -> Result<Option<Authorization>, Self::Error> {
-        let shared = &*self.shared;
-        let key = shared.key_for(&credentials);
-        let invalidations_before = shared.invalidations.load(Ordering::SeqCst);
-        // The check runs only on a miss, and only once for concurrent identical misses.
-        let verify = async {
-            // A hit never gets here, so it never waits for a permit. `acquire` fails only on
-            // a closed semaphore, and this one is never closed.
-            let permit = Arc::clone(&shared.verifications).acquire_owned().await.ok();
-            let username = match &credentials {
-                Credentials::Basic { username, .. } => Some(Arc::from(username.as_str())),
-                Credentials::Bearer { .. } | Credentials::Header { .. } => None,
-            };
-            // The check runs in its own task that owns the permit: if this request is
-            // cancelled (the client hangs up), the slow hash still runs to its end on the
-            // blocking pool, so the permit must not return before it does. Otherwise clients
-            // that connect and disconnect could run any number of hashes at once.
-            let inner = self.inner.clone();
-            let check = tokio::spawn(async move {
-                let outcome = inner.authenticate(credentials).await;
-                drop(permit);
-                outcome
-            });
-            let outcome = match check.await {
-                Ok(outcome) => outcome,
-                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-                // Only when the runtime shuts down: nothing was verified.
-                Err(_) => return Err(Miss::Rejected),
-            };
-            match outcome {
-                Ok(Some(principal)) => Ok(Entry {
-                    username,
-                    principal,
-                }),
-                Ok(None) => Err(Miss::Rejected),
-                Err(error) => Err(Miss::Failed(Arc::new(error))),
-            }
-        };
-        match shared.entries.try_get_with(key, verify).await {
-            Ok(entry) => {
-                if shared.invalidations.load(Ordering::SeqCst) != invalidations_before {
-                    // An invalidation raced with this check: answer, but do not keep it. An
-                    // invalidation after this load is handled by moka, which drops entries
-                    // inserted before it.
-                    shared.entries.invalidate(&key).await;
-                }
-                Ok(Some(entry.principal))
-            }
-            Err(miss) => match &*miss {
-                Miss::Rejected => Ok(None),
-                Miss::Failed(error) => Err(CachedError(Arc::clone(error))),
-            },
+        let key = self.shared.key_for(&credentials);
+        if let Some(principal) = self.shared.lookup(&key) {
+            return Ok(Some(principal));
         }
+        // The miss path is boxed so that the hit path's future stays small and cheap to move.
+        Box::pin(self.authenticate_miss(key, credentials)).await
+    }
+
+    /// A cache hit, answered without a future. The inner authenticator is not asked: its
+    /// own shortcut would bypass the cache's single flight and permits for nothing.
+    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+        self.shared.lookup(&self.shared.key_for(credentials))
     }
 
     fn challenges(&self) -> &[Challenge] {
@@ -327,7 +552,7 @@ impl<A: fmt::Debug> fmt::Debug for Cached<A> {
                 "max_concurrent_verifications",
                 &settings.max_concurrent_verifications,
             )
-            .field("entry_count", &self.shared.entries.entry_count())
+            .field("entry_count", &self.shared.entry_count())
             .finish_non_exhaustive()
     }
 }
@@ -399,18 +624,15 @@ impl<A: Authenticator> CachedBuilder<A> {
         getrandom::fill(&mut secret_key[..32]).map_err(CacheConfigError::RandomUnavailable)?;
         let key_mac = <Hmac<Sha256> as KeyInit>::new(&(*secret_key).into());
 
-        let entries = Cache::builder()
-            .max_capacity(self.max_entries)
-            .time_to_live(self.time_to_live)
-            .support_invalidation_closures()
-            .build();
         Ok(Cached {
             inner: self.inner,
             shared: Arc::new(Shared {
-                entries,
+                entries: RwLock::default(),
+                flights: Mutex::default(),
                 key_mac,
                 verifications: Arc::new(Semaphore::new(permits)),
                 invalidations: AtomicU64::new(0),
+                next_flight: AtomicU64::new(0),
                 settings: Settings {
                     time_to_live: self.time_to_live,
                     max_entries: self.max_entries,
@@ -607,6 +829,22 @@ mod tests {
             subject(&cache, "alice", "right").await.as_deref(),
             Some("alice")
         );
+        assert_eq!(counting.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_synchronous_shortcut_answers_only_hits() {
+        let (counting, cache) = cached();
+        let alice = basic("alice", "right");
+        assert!(
+            cache.try_accept_now(&alice).is_none(),
+            "a miss answered now"
+        );
+        assert!(subject(&cache, "alice", "right").await.is_some());
+        assert_eq!(cache.try_accept_now(&alice).unwrap().subject(), "alice");
+        assert!(cache.try_accept_now(&basic("alice", "wrong")).is_none());
+        cache.invalidate("alice");
+        assert!(cache.try_accept_now(&alice).is_none());
         assert_eq!(counting.calls(), 1);
     }
 
@@ -871,6 +1109,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn waiting_requests_take_over_when_the_leading_one_is_cancelled() {
+        let gated = Gated::new();
+        let cache = Cached::builder(gated.clone())
+            .with_max_concurrent_verifications(1)
+            .build()
+            .unwrap();
+        // The only permit is busy, so bob's first request waits for it, leading a flight that
+        // bob's second request joins.
+        let busy = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.authenticate(basic("busy", "pw")).await }
+        });
+        gated.started.notified().await;
+        let spawn_bob = || {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.authenticate(basic("bob", "pw")).await })
+        };
+        let leading = spawn_bob();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let waiting = spawn_bob();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(cache.shared.flights.lock().unwrap().len(), 2);
+
+        // The leading request is cancelled before its check started.
+        leading.abort();
+        assert!(leading.await.unwrap_err().is_cancelled());
+        gated.release.add_permits(2);
+        assert!(busy.await.unwrap().unwrap().is_some());
+        let answer = tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .expect("the waiting request was never answered");
+        assert_eq!(answer.unwrap().unwrap().unwrap().subject(), "bob");
+        assert_eq!(gated.calls.load(Ordering::SeqCst), 2, "bob checked once");
+        assert!(cache.shared.flights.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn a_check_that_raced_with_invalidate_answers_but_is_not_kept() {
         let gated = Gated::new();
         let cache = Cached::new(gated.clone()).unwrap();
@@ -913,8 +1192,43 @@ mod tests {
                     .is_some()
             );
         }
-        cache.shared.entries.run_pending_tasks().await;
         assert!(cache.entry_count() <= 5, "{} entries", cache.entry_count());
+    }
+
+    #[tokio::test]
+    async fn a_full_cache_drops_its_oldest_entry() {
+        let (counting, _) = cached();
+        let cache = Cached::builder(counting.clone())
+            .with_max_entries(2)
+            .build()
+            .unwrap();
+        for user in ["first", "second", "third"] {
+            assert!(subject(&cache, user, "right").await.is_some());
+        }
+        assert_eq!(cache.entry_count(), 2);
+        assert_eq!(counting.calls(), 3);
+        // "second" and "third" are still cached; "first" was dropped and is checked again.
+        assert!(subject(&cache, "second", "right").await.is_some());
+        assert!(subject(&cache, "third", "right").await.is_some());
+        assert_eq!(counting.calls(), 3);
+        assert!(subject(&cache, "first", "right").await.is_some());
+        assert_eq!(counting.calls(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_full_cache_drops_expired_entries_first() {
+        let (counting, _) = cached();
+        let cache = Cached::builder(counting.clone())
+            .with_max_entries(3)
+            .with_time_to_live(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        for user in ["a", "b", "c"] {
+            assert!(subject(&cache, user, "right").await.is_some());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(subject(&cache, "d", "right").await.is_some());
+        assert_eq!(cache.entry_count(), 1, "the expired entries stayed");
     }
 
     #[test]

@@ -160,7 +160,12 @@ impl Authenticator for StaticTokens {
         &self,
         credentials: Credentials,
     ) -> Result<Option<Authorization>, Infallible> {
-        let token = match (&self.inner.source, &credentials) {
+        Ok(self.try_accept_now(&credentials))
+    }
+
+    /// Always answers: a static token is known or not.
+    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+        let token = match (&self.inner.source, credentials) {
             (TokenSource::Bearer, Credentials::Bearer { token }) => token,
             (TokenSource::Header(expected), Credentials::Header { name, value })
                 if name == expected =>
@@ -168,9 +173,9 @@ impl Authenticator for StaticTokens {
                 value
             }
             // Another scheme, for another authenticator in a `first_of`.
-            _ => return Ok(None),
+            _ => return None,
         };
-        Ok(self.lookup(token.expose_secret()))
+        self.lookup(token.expose_secret())
     }
 
     fn challenges(&self) -> &[Challenge] {
@@ -394,6 +399,26 @@ mod tests {
                 "{wrong}"
             );
         }
+    }
+
+    #[test]
+    fn the_synchronous_shortcut_answers_like_authenticate() {
+        let tokens = two_bearer_tokens();
+        assert_eq!(
+            tokens
+                .try_accept_now(&bearer("tok-beta"))
+                .unwrap()
+                .subject(),
+            "beta"
+        );
+        for wrong in ["tok-gamma", "tok-alph", "tok-alphaa"] {
+            assert_eq!(tokens.try_accept_now(&bearer(wrong)), None, "{wrong}");
+        }
+        let basic = Credentials::Basic {
+            username: "alpha".into(),
+            password: SecretString::from("tok-alpha"),
+        };
+        assert_eq!(tokens.try_accept_now(&basic), None);
     }
 
     #[tokio::test]
