@@ -200,6 +200,12 @@ struct Flight {
     outcome: watch::Receiver<Option<Outcome>>,
 }
 
+/// What a missing request does: wait for the flight already under way, or start one.
+enum Role {
+    Follow(u64, watch::Receiver<Option<Outcome>>),
+    Lead(u64, watch::Sender<Option<Outcome>>),
+}
+
 /// The outcome of one check, shared by every request that waited on it.
 #[derive(Clone)]
 enum Outcome {
@@ -317,31 +323,27 @@ impl<A: Authenticator> Cached<A> {
     ) -> Result<Option<Authorization>, CachedError<A::Error>> {
         let shared = &self.shared;
         loop {
-            let joined = {
+            let role = {
                 let mut flights = shared
                     .flights
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                match flights.get(&key) {
-                    Some(flight) => Some((flight.id, flight.outcome.clone())),
-                    None => {
-                        // A check that ended between our lookup and this lock left its entry
-                        // before its flight.
-                        if let Some(principal) = shared.lookup(&key) {
-                            return Ok(Some(principal));
-                        }
-                        None
+                if let Some(flight) = flights.get(&key) {
+                    Role::Follow(flight.id, flight.outcome.clone())
+                } else {
+                    // A check that ended between our lookup and this lock left its entry
+                    // before its flight.
+                    if let Some(principal) = shared.lookup(&key) {
+                        return Ok(Some(principal));
                     }
-                }
-                .ok_or_else(|| {
                     let id = shared.next_flight.fetch_add(1, Ordering::Relaxed);
                     let (sender, outcome) = watch::channel(None);
                     flights.insert(key, Flight { id, outcome });
-                    (id, sender)
-                })
+                    Role::Lead(id, sender)
+                }
             };
-            match joined {
-                Ok((id, mut outcome)) => {
+            match role {
+                Role::Follow(id, mut outcome) => {
                     if let Ok(published) = outcome.wait_for(Option::is_some).await {
                         if let Some(outcome) = published.clone() {
                             return outcome.into_result();
@@ -356,7 +358,7 @@ impl<A: Authenticator> Cached<A> {
                         id,
                     });
                 }
-                Err((id, sender)) => return self.lead(key, id, sender, credentials).await,
+                Role::Lead(id, sender) => return self.lead(key, id, sender, credentials).await,
             }
         }
     }
