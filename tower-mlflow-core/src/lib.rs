@@ -8,8 +8,12 @@
 //! - [`net::is_loopback_host`]: the one answer to "is this host on this machine?".
 //! - [`blocking::run_blocking`] (feature `blocking`): tokio's blocking pool, or inline
 //!   outside a runtime.
+//! - [`http::HttpClient`] (feature `http-client`): the one outbound HTTPS client (rustls on
+//!   aws-lc-rs), the plain-http-to-loopback rule and the retry classification of statuses.
 //! - [`sync::SingleFlight`] and [`sync::Reloading`] (feature `sync`): one load at a time, its
 //!   outcome shared with every caller that waits for it, a snapshot readers load lock-free.
+//! - `define_inner_service_accessors!`: the `get_ref` / `get_mut` / `into_inner` of every
+//!   middleware.
 //!
 //! [`tower-mlflow-auth`]: https://docs.rs/tower-mlflow-auth
 //! [`tower-mlflow-secrets`]: https://docs.rs/tower-mlflow-secrets
@@ -19,6 +23,10 @@
 #[cfg(feature = "blocking")]
 #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
 pub mod blocking;
+#[cfg(feature = "http-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
+pub mod http;
+mod macros;
 pub mod net;
 #[cfg(feature = "sync")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sync")))]

@@ -26,9 +26,12 @@ pub fn is_loopback_host(host: &str) -> bool {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return is_loopback_ip(ip);
     }
-    let name = host.strip_suffix('.').unwrap_or(host);
-    let lower = name.to_ascii_lowercase();
-    lower == "localhost" || (lower.ends_with(".localhost") && lower.len() > ".localhost".len())
+    // Compared in place, without lower-casing a copy: this runs on request paths.
+    let name = host.strip_suffix('.').unwrap_or(host).as_bytes();
+    let suffix = b".localhost";
+    name.eq_ignore_ascii_case(&suffix[1..])
+        || (name.len() > suffix.len()
+            && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix))
 }
 
 /// Whether `ip` is a loopback address, counting IPv4-mapped IPv6 loopback addresses.
@@ -79,8 +82,18 @@ mod tests {
             "127.0.0.1.nip.io",
             "[localhost]",
             "[127.0.0.1",
+            "é.localhos",
+            "localhosté",
         ] {
             assert!(!is_loopback_host(host), "{host} is not loopback");
         }
+    }
+
+    #[test]
+    fn non_ascii_names_are_compared_bytewise_without_panicking() {
+        assert!(is_loopback_host("é.LOCALHOST"));
+        assert!(is_loopback_host("ü.api.localhost."));
+        assert!(!is_loopback_host("éé"));
+        assert!(!is_loopback_host("localhoßt"));
     }
 }

@@ -449,7 +449,8 @@ async fn approle_survives_token_expiry() {
     let secret = CachedSecret::builder(source)
         .ttl(Duration::from_secs(1))
         .max_attempts(1)
-        .build();
+        .build()
+        .unwrap();
     assert_eq!(secret.get().await.unwrap().secret().expose_secret(), "t");
     // Let the token (and the cached value) expire for real; the fake refuses it from now on.
     tokio::time::sleep(Duration::from_millis(1300)).await;
@@ -518,7 +519,10 @@ async fn permission_denied_is_permanent_and_not_retried() {
     let err = source.fetch().await.unwrap_err();
     assert!(!err.is_transient(), "{err}");
     assert!(err.to_string().contains("permission denied"), "{err}");
-    let secret = CachedSecret::builder(source).max_attempts(5).build();
+    let secret = CachedSecret::builder(source)
+        .max_attempts(5)
+        .build()
+        .unwrap();
     assert!(secret.get().await.is_err());
     assert_eq!(
         fake.with(|s| s.reads),

@@ -58,7 +58,7 @@ fn pki() -> Pki {
 
 /// Serves `GET /v1/kv/app` (KV v1) over TLS with a required client certificate.
 async fn start_tls_vault(pki: &Pki) -> u16 {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
     roots.add(pki.ca_der.clone()).unwrap();
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())

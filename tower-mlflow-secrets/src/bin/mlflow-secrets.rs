@@ -19,13 +19,11 @@ use std::{process::ExitCode, time::Duration};
 
 use bytes::Bytes;
 use http::{Request, Uri};
-use http_body_util::Empty;
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use secrecy::ExposeSecret;
-use sha2::{Digest, Sha256};
+use tower_mlflow_core::http::{HttpClient, error_chain};
 use tower_mlflow_secrets::{
     config::{Config, Provider, VaultAuthConfig},
-    source::SecretSource,
+    source::{Fetched, SecretSource},
 };
 
 const USAGE: &str = "usage: mlflow-secrets <info|doctor> [--dry-run URL] [--verbose]
@@ -83,7 +81,7 @@ async fn main() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("configuration error: {e}");
+            eprintln!("configuration error: {}", error_chain(&e));
             return ExitCode::from(2);
         }
     };
@@ -91,7 +89,7 @@ async fn main() -> ExitCode {
     let source = match config.source().await {
         Ok(source) => source,
         Err(e) => {
-            eprintln!("configuration error: {e}");
+            eprintln!("configuration error: {}", error_chain(&e));
             return ExitCode::from(2);
         }
     };
@@ -103,8 +101,11 @@ async fn main() -> ExitCode {
         }
     };
     let bytes = secret.secret().expose_secret().as_bytes();
-    let digest = Sha256::digest(bytes);
-    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let hex: String = digest.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     println!("secret: sha256:{hex} ({} bytes)", bytes.len());
     if let Some(expiry) = secret.expires_in() {
         println!("secret expires in: {}s", expiry.as_secs());
@@ -112,8 +113,13 @@ async fn main() -> ExitCode {
     if args.command == "info" {
         return ExitCode::SUCCESS;
     }
+    doctor(&config, &secret, args.dry_run).await
+}
 
-    // doctor
+/// The `doctor` checks after a successful fetch: the header renders, and with `--dry-run`
+/// the URL is allowed and the server accepts the credential.
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+async fn doctor(config: &Config, secret: &Fetched, dry_run_url: Option<String>) -> ExitCode {
     let header = match config.template().render(secret.secret()) {
         Ok(value) => value,
         Err(e) => {
@@ -126,7 +132,7 @@ async fn main() -> ExitCode {
         config.template().name(),
         header.len()
     );
-    let Some(url) = args.dry_run else {
+    let Some(url) = dry_run_url else {
         println!("doctor: ok");
         return ExitCode::SUCCESS;
     };
@@ -246,29 +252,16 @@ async fn dry_run(
     name: http::HeaderName,
     value: http::HeaderValue,
 ) -> Result<u16, String> {
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let client = HttpClient::builder()
+        .timeout(Duration::from_secs(30))
+        // Only the status matters; the body is read and dropped, whatever its size.
+        .max_body_len(usize::MAX)
+        .build()
+        .map_err(|e| e.to_string())?;
     let request = Request::get(uri)
         .header(name, value)
-        .body(Empty::new())
+        .body(Bytes::new())
         .map_err(|_| "invalid request".to_owned())?;
-    let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
-        .await
-        .map_err(|_| "timed out".to_owned())?
-        .map_err(|e| format!("request failed: {e}"))?;
+    let response = client.send(request).await.map_err(|e| error_chain(&e))?;
     Ok(response.status().as_u16())
 }

@@ -57,14 +57,13 @@ use secrecy::SecretString;
 
 use super::{Fetched, SecretSource, SourceError};
 
-/// The SDK crates, re-exported so callers can build an `SdkConfig` or a client with the
-/// same versions.
+/// The SDK crates, re-exported so callers can build the `SdkConfig` given to
+/// [`AwsSecretsManagerBuilder::sdk_config`] (credentials, endpoint) with the same versions.
 pub use {aws_config, aws_sdk_secretsmanager as sdk};
 
 /// Which version of the secret to read.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AwsVersion {
+enum AwsVersion {
     /// A staging label such as `AWSCURRENT`, `AWSPREVIOUS` or `AWSPENDING`.
     Stage(String),
     /// A version ID.
@@ -74,7 +73,7 @@ pub enum AwsVersion {
 /// A configuration error from [`AwsSecretsManagerBuilder::build`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum AwsBuildError {
+pub enum AwsSecretsManagerBuildError {
     /// The secret ID is empty.
     EmptySecretId,
     /// No region was given and the SDK chain found none (`AWS_REGION`,
@@ -82,7 +81,7 @@ pub enum AwsBuildError {
     NoRegion,
 }
 
-impl fmt::Display for AwsBuildError {
+impl fmt::Display for AwsSecretsManagerBuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::EmptySecretId => f.write_str("the AWS secret ID is empty"),
@@ -93,7 +92,7 @@ impl fmt::Display for AwsBuildError {
     }
 }
 
-impl std::error::Error for AwsBuildError {}
+impl std::error::Error for AwsSecretsManagerBuildError {}
 
 /// Builds an [`AwsSecretsManager`] source.
 #[derive(Debug)]
@@ -145,10 +144,10 @@ impl AwsSecretsManagerBuilder {
 
     /// Loads the SDK configuration (unless one was given) and builds the source. No request
     /// to Secrets Manager is sent yet.
-    pub async fn build(self) -> Result<AwsSecretsManager, AwsBuildError> {
+    pub async fn build(self) -> Result<AwsSecretsManager, AwsSecretsManagerBuildError> {
         let secret_id = self.secret_id.trim().to_owned();
         if secret_id.is_empty() {
-            return Err(AwsBuildError::EmptySecretId);
+            return Err(AwsSecretsManagerBuildError::EmptySecretId);
         }
         let sdk_config = match self.sdk_config {
             Some(config) => config,
@@ -171,7 +170,7 @@ impl AwsSecretsManagerBuilder {
         }
         let config = config.build();
         if config.region().is_none() {
-            return Err(AwsBuildError::NoRegion);
+            return Err(AwsSecretsManagerBuildError::NoRegion);
         }
         Ok(AwsSecretsManager {
             client: Client::from_conf(config),
@@ -210,22 +209,6 @@ impl AwsSecretsManager {
             version: None,
             sdk_config: None,
         }
-    }
-
-    /// Wraps an existing client (its retry configuration is kept as is).
-    pub fn from_client(client: Client, secret_id: impl Into<String>) -> Self {
-        Self {
-            client,
-            secret_id: secret_id.into(),
-            version: None,
-        }
-    }
-
-    /// Selects a version on a source made with [`from_client`](Self::from_client).
-    #[must_use]
-    pub fn with_version(mut self, version: AwsVersion) -> Self {
-        self.version = Some(version);
-        self
     }
 
     async fn fetch_inner(&self) -> Result<Fetched, SourceError> {
@@ -319,7 +302,7 @@ mod tests {
             .build()
             .await
             .err();
-        assert_eq!(err, Some(AwsBuildError::EmptySecretId));
+        assert_eq!(err, Some(AwsSecretsManagerBuildError::EmptySecretId));
     }
 
     #[tokio::test]
@@ -329,7 +312,7 @@ mod tests {
             .build()
             .await
             .err();
-        assert_eq!(err, Some(AwsBuildError::NoRegion));
+        assert_eq!(err, Some(AwsSecretsManagerBuildError::NoRegion));
     }
 
     #[tokio::test]

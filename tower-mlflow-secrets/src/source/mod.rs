@@ -19,18 +19,18 @@
 //! # }
 //! ```
 
-mod env;
-mod file;
-mod static_;
-// -- providers modules --
 #[cfg(feature = "aws")]
 #[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
 pub mod aws;
 #[cfg(feature = "azure")]
 #[cfg_attr(docsrs, doc(cfg(feature = "azure")))]
 pub mod azure;
+pub(crate) mod configured;
+mod env;
+mod file;
 #[cfg(any(feature = "vault", feature = "azure"))]
 mod http;
+mod static_;
 #[cfg(feature = "vault")]
 #[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
 pub mod vault;
@@ -51,10 +51,9 @@ pub use self::aws::AwsSecretsManager;
 pub use self::azure::AzureKeyVault;
 #[cfg(feature = "vault")]
 pub use self::vault::Vault;
-pub use self::{env::Env, file::File, static_::Static};
-
-/// A boxed error, as used by tower.
-pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+pub use self::{configured::ConfiguredSource, env::Env, file::File, static_::Static};
+/// A boxed error, as used by tower (the workspace's one `BoxError`).
+pub use tower_mlflow_core::BoxError;
 
 /// Something that can fetch a secret: a file, an environment variable, a secret store.
 ///

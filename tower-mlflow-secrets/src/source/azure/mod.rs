@@ -1,7 +1,7 @@
 //! [`AzureKeyVault`]: a secret from Azure Key Vault (feature `azure`).
 //!
-//! A small REST client on hyper 1 + rustls (the official Azure SDK crates are about 140
-//! crates and build `aws-lc-sys`), following the documented Key Vault REST API:
+//! A small REST client on the workspace's hyper 1 + rustls client (the official Azure SDK
+//! crates are about 140 crates), following the documented Key Vault REST API:
 //!
 //! - `GET {vault}/secrets/{name}[/{version}]?api-version=7.5`: the latest version, or a
 //!   pinned one. The secret's `attributes.exp` (Unix seconds) becomes its expiry; a disabled
@@ -48,6 +48,7 @@
 //! interactive browser credentials; no `AZURE_AUTHORITY_HOST`-less sovereign clouds unless
 //! [`AzureCredential::client_secret`] gets the authority host).
 
+mod builder;
 mod credential;
 
 use std::{
@@ -58,139 +59,21 @@ use std::{
 
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri, header::AUTHORIZATION};
-use http_body_util::Full;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-pub use self::credential::AzureCredential;
 use self::credential::TokenCache;
+pub use self::{
+    builder::{AzureKeyVaultBuildError, AzureKeyVaultBuilder},
+    credential::AzureCredential,
+};
 use super::{
     Fetched, SecretSource, SourceError,
-    http::{HttpClient, HttpResponse, TlsError, TlsSettings, status_is_transient},
+    http::{HttpClient, HttpResponse, status_is_transient},
 };
 
 const API_VERSION: &str = "7.5";
-
-/// A configuration error from [`AzureKeyVaultBuilder::build`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AzureBuildError {
-    /// The vault URL is not an `https://` URL with a host.
-    InvalidVaultUrl,
-    /// The secret name is empty or has characters other than letters, digits and `-`.
-    InvalidSecretName,
-    /// The version has characters other than letters and digits.
-    InvalidVersion,
-    /// The CA bundle holds no valid certificate.
-    InvalidCa,
-}
-
-impl fmt::Display for AzureBuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::InvalidVaultUrl => "the Key Vault URL must be an https:// URL",
-            Self::InvalidSecretName => {
-                "the Key Vault secret name must be 1-127 letters, digits or dashes"
-            }
-            Self::InvalidVersion => "the Key Vault secret version must be letters and digits",
-            Self::InvalidCa => "the CA bundle holds no valid PEM certificate",
-        })
-    }
-}
-
-impl std::error::Error for AzureBuildError {}
-
-/// Builds an [`AzureKeyVault`] source.
-#[derive(Debug)]
-pub struct AzureKeyVaultBuilder {
-    vault_url: String,
-    name: String,
-    version: Option<String>,
-    credential: Option<AzureCredential>,
-    ca_pem: Option<Vec<u8>>,
-    timeout: Duration,
-}
-
-impl AzureKeyVaultBuilder {
-    /// Pins a version (default: the latest).
-    #[must_use]
-    pub fn version(mut self, version: impl Into<String>) -> Self {
-        self.version = Some(version.into());
-        self
-    }
-
-    /// Sets the credential (default: [`AzureCredential::from_env`] on the process
-    /// environment).
-    #[must_use]
-    pub fn credential(mut self, credential: AzureCredential) -> Self {
-        self.credential = Some(credential);
-        self
-    }
-
-    /// Trusts only the certificates in this PEM bundle (for private endpoints behind a
-    /// corporate CA, and tests).
-    #[must_use]
-    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.ca_pem = Some(pem.into());
-        self
-    }
-
-    /// Timeout for each HTTP request (default 10 s).
-    #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Checks the configuration and builds the source. No request is sent yet.
-    pub fn build(self) -> Result<AzureKeyVault, AzureBuildError> {
-        let url = self.vault_url.trim().trim_end_matches('/').to_owned();
-        let uri: Uri = url.parse().map_err(|_| AzureBuildError::InvalidVaultUrl)?;
-        let host = match (uri.scheme_str(), uri.host()) {
-            (Some("https"), Some(host)) if uri.path().trim_matches('/').is_empty() => {
-                host.to_ascii_lowercase()
-            }
-            _ => return Err(AzureBuildError::InvalidVaultUrl),
-        };
-        let name = self.name.trim().to_owned();
-        if name.is_empty()
-            || name.len() > 127
-            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
-            return Err(AzureBuildError::InvalidSecretName);
-        }
-        if let Some(v) = &self.version {
-            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(AzureBuildError::InvalidVersion);
-            }
-        }
-        let tls = TlsSettings {
-            ca_pem: self.ca_pem,
-            client_pem: None,
-        };
-        let http = HttpClient::new(&tls, self.timeout).map_err(|e| match e {
-            TlsError::InvalidCa | TlsError::InvalidClientCert => AzureBuildError::InvalidCa,
-        })?;
-        let credential = self
-            .credential
-            .unwrap_or_else(|| AzureCredential::from_env(|n| std::env::var(n).ok()));
-        Ok(AzureKeyVault {
-            inner: Arc::new(Inner {
-                url,
-                host,
-                name,
-                version: self.version,
-                credential,
-                http,
-                state: Mutex::new(State {
-                    scope: None,
-                    tokens: TokenCache::default(),
-                }),
-            }),
-        })
-    }
-}
 
 /// A [`SecretSource`] reading one secret from Azure Key Vault; see the
 /// [module docs](self). Cheap to clone.
@@ -227,19 +110,6 @@ impl fmt::Debug for AzureKeyVault {
 }
 
 impl AzureKeyVault {
-    /// Starts a builder for secret `name` in the vault at `vault_url` (as in
-    /// `AZURE_KEY_VAULT_URL` and `MLFLOW_AZURE_SECRET_NAME`).
-    pub fn builder(vault_url: impl Into<String>, name: impl Into<String>) -> AzureKeyVaultBuilder {
-        AzureKeyVaultBuilder {
-            vault_url: vault_url.into(),
-            name: name.into(),
-            version: None,
-            credential: None,
-            ca_pem: None,
-            timeout: Duration::from_secs(10),
-        }
-    }
-
     async fn fetch_inner(&self) -> Result<Fetched, SourceError> {
         let inner = &*self.inner;
         let mut state = inner.state.lock().await;
@@ -299,7 +169,7 @@ impl Inner {
             request = request.header(AUTHORIZATION, value);
         }
         let request = request
-            .body(Full::new(Bytes::new()))
+            .body(Bytes::new())
             .map_err(|e| SourceError::permanent("invalid Key Vault URL").with_source(e))?;
         self.http.send(request, "azure key vault read").await
     }
@@ -390,39 +260,5 @@ impl SecretSource for AzureKeyVault {
     fn fetch(&self) -> impl Future<Output = Result<Fetched, SourceError>> + Send {
         let this = self.clone();
         async move { this.fetch_inner().await }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn builder_checks_url_name_and_version() {
-        let b = |url: &str, name: &str| {
-            AzureKeyVault::builder(url, name)
-                .credential(AzureCredential::token("t"))
-                .build()
-                .err()
-        };
-        assert_eq!(
-            b("http://v.vault.azure.net", "n"),
-            Some(AzureBuildError::InvalidVaultUrl)
-        );
-        assert_eq!(
-            b("https://v.vault.azure.net/x", "n"),
-            Some(AzureBuildError::InvalidVaultUrl)
-        );
-        assert_eq!(
-            b("https://v.vault.azure.net", "a/b"),
-            Some(AzureBuildError::InvalidSecretName)
-        );
-        assert_eq!(b("https://v.vault.azure.net/", "ok-name"), None);
-        let v = AzureKeyVault::builder("https://v.vault.azure.net", "n")
-            .credential(AzureCredential::token("t"))
-            .version("../x")
-            .build()
-            .err();
-        assert_eq!(v, Some(AzureBuildError::InvalidVersion));
     }
 }

@@ -1,22 +1,18 @@
 //! Azure AD (Entra ID) credentials: client secret, workload identity, managed identity,
 //! Azure CLI, a fixed token, and the `DefaultAzureCredential`-style chain.
 
+mod aad;
+mod cache;
+mod local;
+
 use std::{fmt, path::PathBuf, time::Duration};
 
-use bytes::Bytes;
-use http::{Method, Request, header::CONTENT_TYPE};
-use http_body_util::Full;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
-use tokio::time::Instant;
 
-use super::super::{
-    SourceError,
-    http::{HttpClient, status_is_transient},
-};
+pub(super) use self::cache::TokenCache;
+use crate::source::{SourceError, http::HttpClient};
 
 const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
-const IMDS: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
 
 /// A token request in flight (boxed: [`AzureCredential::Chain`] recurses).
 type TokenFuture<'a> = std::pin::Pin<
@@ -173,13 +169,13 @@ impl AzureCredential {
                     client_id,
                     client_secret,
                 } => {
-                    let form = form(&[
+                    let form = aad::form(&[
                         ("grant_type", "client_credentials"),
                         ("client_id", client_id),
                         ("client_secret", client_secret.expose_secret()),
                         ("scope", scope),
                     ]);
-                    aad_token(http, authority, tenant_id, form).await
+                    aad::token(http, authority, tenant_id, form).await
                 }
                 Self::WorkloadIdentity {
                     authority,
@@ -187,98 +183,17 @@ impl AzureCredential {
                     client_id,
                     token_file,
                 } => {
-                    let assertion = tokio::fs::read_to_string(token_file).await.map_err(|e| {
-                        SourceError::permanent(format!(
-                            "azure workload identity: cannot read {}",
-                            token_file.display()
-                        ))
-                        .with_source(e)
-                    })?;
-                    let assertion = SecretString::from(assertion.trim().to_owned());
-                    let form = form(&[
-                        ("grant_type", "client_credentials"),
-                        ("client_id", client_id),
-                        (
-                            "client_assertion_type",
-                            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                        ),
-                        ("client_assertion", assertion.expose_secret()),
-                        ("scope", scope),
-                    ]);
-                    aad_token(http, authority, tenant_id, form).await
+                    aad::workload_identity(http, authority, tenant_id, client_id, token_file, scope)
+                        .await
                 }
                 Self::ManagedIdentity {
                     client_id,
                     app_service,
                 } => {
-                    let resource = scope.trim_end_matches("/.default");
-                    let mut pairs = vec![("resource", resource)];
-                    if let Some(id) = client_id {
-                        pairs.push(("client_id", id.as_str()));
-                    }
-                    let query = form(&pairs);
-                    let request = match app_service {
-                        Some((endpoint, header)) => {
-                            let mut value = http::HeaderValue::from_str(header.expose_secret())
-                                .map_err(|_| {
-                                    SourceError::permanent(
-                                        "IDENTITY_HEADER is not a valid header value",
-                                    )
-                                })?;
-                            value.set_sensitive(true);
-                            Request::get(format!("{endpoint}?api-version=2019-08-01&{query}"))
-                                .header("x-identity-header", value)
-                        }
-                        None => Request::get(format!("{IMDS}?api-version=2018-02-01&{query}"))
-                            .header("metadata", "true"),
-                    };
-                    let request = request.body(Full::new(Bytes::new())).map_err(|e| {
-                        SourceError::permanent("invalid managed identity URL").with_source(e)
-                    })?;
-                    let response = http.send(request, "azure managed identity").await?;
-                    token_response(response.status, &response.body, "azure managed identity")
-                }
-                Self::AzureCli => {
-                    let resource = scope.trim_end_matches("/.default");
-                    let output = tokio::process::Command::new("az")
-                        .args([
-                            "account",
-                            "get-access-token",
-                            "--output",
-                            "json",
-                            "--resource",
-                            resource,
-                        ])
-                        .output()
+                    local::managed_identity(http, client_id.as_deref(), app_service.as_ref(), scope)
                         .await
-                        .map_err(|e| {
-                            SourceError::permanent("azure cli: cannot run `az`").with_source(e)
-                        })?;
-                    if !output.status.success() {
-                        return Err(SourceError::permanent(
-                            "azure cli: `az account get-access-token` failed (run `az login`)",
-                        ));
-                    }
-                    let body: Value = serde_json::from_slice(&output.stdout)
-                        .map_err(|_| SourceError::permanent("azure cli: output is not JSON"))?;
-                    let token = body["accessToken"]
-                        .as_str()
-                        .ok_or_else(|| SourceError::permanent("azure cli: no accessToken"))?;
-                    let left = body["expires_on"]
-                        .as_u64()
-                        .and_then(|at| {
-                            let now = std::time::SystemTime::now()
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .ok()?
-                                .as_secs();
-                            at.checked_sub(now)
-                        })
-                        .unwrap_or(300);
-                    Ok((
-                        SecretString::from(token.to_owned()),
-                        Duration::from_secs(left),
-                    ))
                 }
+                Self::AzureCli => local::azure_cli(scope).await,
                 Self::Chain(items) => {
                     let mut last = SourceError::permanent("azure: no credential configured");
                     for item in items {
@@ -297,120 +212,9 @@ impl AzureCredential {
     }
 }
 
-/// `application/x-www-form-urlencoded`.
-fn form(pairs: &[(&str, &str)]) -> String {
-    let encode = |s: &str| {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-async fn aad_token(
-    http: &HttpClient,
-    authority: &str,
-    tenant: &str,
-    body: String,
-) -> Result<(SecretString, Duration), SourceError> {
-    let body = SecretString::from(body);
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(format!(
-            "{}/{tenant}/oauth2/v2.0/token",
-            authority.trim_end_matches('/')
-        ))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from(body.expose_secret().to_owned())))
-        .map_err(|e| SourceError::permanent("invalid Azure authority URL").with_source(e))?;
-    let response = http.send(request, "azure token request").await?;
-    token_response(response.status, &response.body, "azure token request")
-}
-
-fn token_response(
-    status: http::StatusCode,
-    body: &[u8],
-    what: &str,
-) -> Result<(SecretString, Duration), SourceError> {
-    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    if !status.is_success() {
-        // AAD's `error` code (invalid_client, ...) names the problem without secrets.
-        let code = json["error"].as_str().unwrap_or("");
-        let text = format!("{what}: HTTP {} {code}", status.as_u16());
-        return Err(if status_is_transient(status) {
-            SourceError::transient(text)
-        } else {
-            SourceError::permanent(text)
-        });
-    }
-    let token = json["access_token"]
-        .as_str()
-        .ok_or_else(|| SourceError::permanent(format!("{what}: no access_token")))?;
-    // `expires_in` is a number (AAD) or a string (managed identity).
-    let expires_in = json["expires_in"]
-        .as_u64()
-        .or_else(|| json["expires_in"].as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or(300);
-    Ok((
-        SecretString::from(token.to_owned()),
-        Duration::from_secs(expires_in),
-    ))
-}
-
-/// One cached access token.
-#[derive(Default)]
-pub(super) struct TokenCache {
-    current: Option<(String, SecretString, Instant)>,
-}
-
-impl TokenCache {
-    pub(super) fn clear(&mut self) {
-        self.current = None;
-    }
-
-    pub(super) async fn get(
-        &mut self,
-        credential: &AzureCredential,
-        http: &HttpClient,
-        scope: &str,
-    ) -> Result<SecretString, SourceError> {
-        // Refresh five minutes early (or halfway, for short tokens).
-        if let Some((cached_scope, token, refresh_at)) = &self.current {
-            if cached_scope == scope && Instant::now() < *refresh_at {
-                return Ok(token.clone());
-            }
-        }
-        let (token, lasts) = credential.request(http, scope).await?;
-        let lead = Duration::from_secs(300).min(lasts / 2);
-        self.current = Some((
-            scope.to_owned(),
-            token.clone(),
-            Instant::now() + (lasts - lead),
-        ));
-        Ok(token)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn form_encoding() {
-        assert_eq!(
-            form(&[("a b", "x/y=z&"), ("k", "~.-_")]),
-            "a%20b=x%2Fy%3Dz%26&k=~.-_"
-        );
-    }
 
     #[test]
     fn env_chain_order() {

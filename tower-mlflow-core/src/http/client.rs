@@ -1,0 +1,193 @@
+//! [`HttpClient`] and its builder.
+
+use std::{fmt, time::Duration};
+
+use bytes::Bytes;
+use http::{Request, Response, header::CONTENT_LENGTH};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioTimer},
+};
+use zeroize::Zeroizing;
+
+use super::{HttpClientBuildError, HttpError, tls::TlsSettings};
+
+/// A pooled HTTP/1.1 client for `https` (and `http`, which callers should allow only where
+/// [`scheme_is_safe`](super::scheme_is_safe) says so). Cheap to clone: clones share the pool.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    timeout: Duration,
+    max_body_len: usize,
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("timeout", &self.timeout)
+            .field("max_body_len", &self.max_body_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpClient {
+    /// Time allowed for connecting, sending and reading a whole response, by default.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Largest response body read, by default (1 MiB: secrets, tokens and key sets are small).
+    pub const DEFAULT_MAX_BODY_LEN: usize = 1 << 20;
+    /// How long an idle pooled connection is kept.
+    const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// A builder with the defaults: public webpki roots, no client certificate,
+    /// [`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT), [`DEFAULT_MAX_BODY_LEN`](Self::DEFAULT_MAX_BODY_LEN).
+    pub fn builder() -> HttpClientBuilder {
+        HttpClientBuilder {
+            tls: TlsSettings::default(),
+            timeout: Self::DEFAULT_TIMEOUT,
+            max_body_len: Self::DEFAULT_MAX_BODY_LEN,
+        }
+    }
+
+    /// The time allowed for one exchange.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Sends `request` and reads the whole response body.
+    ///
+    /// Redirects are not followed. Any status is a response, not an error: classify failure
+    /// statuses with [`status_is_transient`](super::status_is_transient).
+    ///
+    /// # Errors
+    ///
+    /// [`HttpError`] when no complete response arrived within the timeout, the connection or
+    /// TLS handshake failed, or the body is longer than the limit.
+    pub async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        tokio::time::timeout(self.timeout, self.exchange(request))
+            .await
+            .map_err(|_| HttpError::Timeout {
+                timeout: self.timeout,
+            })?
+    }
+
+    async fn exchange(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let response = self
+            .client
+            .request(request.map(Full::new))
+            .await
+            .map_err(|e| HttpError::Request(e.into()))?;
+        let too_large = HttpError::TooLarge {
+            limit: self.max_body_len,
+        };
+        let declared_len = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared_len.is_some_and(|len| len > self.max_body_len as u64) {
+            return Err(too_large);
+        }
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, self.max_body_len)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<LengthLimitError>() {
+                    too_large
+                } else {
+                    HttpError::Body(e)
+                }
+            })?
+            .to_bytes();
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+/// Configures an [`HttpClient`]; from [`HttpClient::builder`].
+#[must_use]
+pub struct HttpClientBuilder {
+    tls: TlsSettings,
+    timeout: Duration,
+    max_body_len: usize,
+}
+
+impl fmt::Debug for HttpClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClientBuilder")
+            .field("tls", &self.tls)
+            .field("timeout", &self.timeout)
+            .field("max_body_len", &self.max_body_len)
+            .finish()
+    }
+}
+
+impl HttpClientBuilder {
+    /// Time allowed for connecting, sending the request and reading the whole response.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Largest response body read; a longer one is [`HttpError::TooLarge`].
+    pub fn max_body_len(mut self, max_body_len: usize) -> Self {
+        self.max_body_len = max_body_len;
+        self
+    }
+
+    /// Whether the webpki (Mozilla) public roots are trusted (the default). Turn them off to
+    /// trust only the [`ca_pem`](Self::ca_pem) bundles, as `VAULT_CACERT` does.
+    pub fn public_roots(mut self, enabled: bool) -> Self {
+        self.tls.public_roots = enabled;
+        self
+    }
+
+    /// Trusts the certificates of a PEM bundle as well. May be called more than once; each
+    /// bundle must hold at least one certificate.
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.ca_pems.push(pem.into());
+        self
+    }
+
+    /// Presents this PEM certificate chain and private key (PKCS#8, PKCS#1 or SEC1) for
+    /// mutual TLS. The key is wiped from memory when the builder is dropped.
+    pub fn client_auth_pem(
+        mut self,
+        cert_chain_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.client_pem = Some((cert_chain_pem.into(), Zeroizing::new(key_pem.into())));
+        self
+    }
+
+    /// Builds the client. Needs no runtime; sending does (tokio).
+    ///
+    /// # Errors
+    ///
+    /// [`HttpClientBuildError`] when a PEM bundle, the client certificate or its key cannot
+    /// be used.
+    pub fn build(self) -> Result<HttpClient, HttpClientBuildError> {
+        let config = self.tls.client_config()?;
+        let mut http = HttpConnector::new();
+        // The TLS connector wraps this one and needs it to accept `https` URIs.
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(self.timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(HttpClient::POOL_IDLE_TIMEOUT)
+            .build(connector);
+        Ok(HttpClient {
+            client,
+            timeout: self.timeout,
+            max_body_len: self.max_body_len,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
