@@ -26,7 +26,7 @@
 //! // A token from an environment variable, cached for 10 minutes.
 //! let secret = CachedSecret::builder(Env::new("MLFLOW_TRACKING_TOKEN"))
 //!     .ttl(Duration::from_secs(600))
-//!     .build();
+//!     .build()?;
 //! let layer = SecretHeaderLayer::builder(secret)
 //!     .template(HeaderTemplate::bearer())
 //!     .allowlist(HostAllowlist::builder().host("mlflow.example.com").build()?)
@@ -53,16 +53,11 @@
 //! error or `Debug` output contains the secret or the header value.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![cfg_attr(
-    not(test),
-    warn(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::print_stdout,
-        clippy::print_stderr
-    )
-)]
+// Library code reports failures to its caller instead of panicking or printing; tests
+// may unwrap (clippy.toml) and print.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(not(test), warn(clippy::print_stdout))]
+#![cfg_attr(not(test), warn(clippy::print_stderr))]
 
 pub mod allowlist;
 pub mod cache;

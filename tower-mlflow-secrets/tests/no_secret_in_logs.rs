@@ -103,7 +103,7 @@ async fn full_flow_at_trace_never_shows_the_secret() {
         ])),
         fetches: Arc::default(),
     };
-    let secret = CachedSecret::builder(source).build();
+    let secret = CachedSecret::builder(source).build().unwrap();
     let layer = SecretHeaderLayer::builder(secret.clone())
         .template(HeaderTemplate::basic())
         .allowlist(localhost())

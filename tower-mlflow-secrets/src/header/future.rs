@@ -10,11 +10,10 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use tower_mlflow_core::BoxError;
+
 use super::{SecretHeaderError, layer::Shared, service::start};
-use crate::{
-    cache::{SecretSnapshot, Unavailable},
-    source::BoxError,
-};
+use crate::cache::{SecretSnapshot, Unavailable};
 
 type SecretFuture = Pin<Box<dyn Future<Output = Result<SecretSnapshot, Unavailable>> + Send>>;
 
@@ -26,6 +25,15 @@ pub(crate) struct Replay<S, B> {
     pub(crate) inner: S,
     /// The secret version the server rejected.
     pub(crate) used: SecretSnapshot,
+}
+
+/// A request waiting for the secret.
+pub(crate) struct Pending<S, B> {
+    request: Request<B>,
+    /// The request as it was, for a replay after a `401`.
+    copy: Option<Request<B>>,
+    /// The inner service, already ready.
+    inner: S,
 }
 
 pin_project! {
@@ -46,11 +54,11 @@ pin_project! {
     where
         S: Service<Request<B>>,
     {
-        // Waiting for the cache; `inner` is already ready.
+        // Waiting for the cache. Boxed, so that the request and its copy do not make every
+        // state (the cached path's included) as large as two requests.
         Fetching {
             secret: SecretFuture,
-            request: Option<Request<B>>,
-            inner: Option<S>,
+            pending: Option<Box<Pending<S, B>>>,
         },
         Calling {
             #[pin]
@@ -96,13 +104,21 @@ where
         }
     }
 
-    pub(crate) fn fetching(request: Request<B>, inner: S, shared: Arc<Shared>) -> Self {
+    pub(crate) fn fetching(
+        request: Request<B>,
+        copy: Option<Request<B>>,
+        inner: S,
+        shared: Arc<Shared>,
+    ) -> Self {
         let secret = shared.secret.clone();
         Self {
             state: State::Fetching {
                 secret: Box::pin(async move { secret.get().await }),
-                request: Some(request),
-                inner: Some(inner),
+                pending: Some(Box::new(Pending {
+                    request,
+                    copy,
+                    inner,
+                })),
             },
             shared,
         }
@@ -118,34 +134,36 @@ where
     }
 }
 
-fn polled_after_completion() -> SecretHeaderError {
-    SecretHeaderError::Inner("ResponseFuture polled after completion".into())
-}
+/// What `expect` says when the future is polled again after it returned `Ready`, which the
+/// `Future` contract allows to panic (tower-http's futures do the same).
+const POLLED_AFTER_COMPLETION: &str = "ResponseFuture polled after completion";
 
 impl<S, B, ResBody> Future for ResponseFuture<S, B>
 where
     S: Service<Request<B>, Response = Response<ResBody>> + Clone,
     S::Error: Into<BoxError>,
-    B: 'static,
 {
     type Output = Result<Response<ResBody>, SecretHeaderError>;
 
+    #[allow(
+        clippy::expect_used,
+        reason = "polling a finished future is a caller bug"
+    )]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Fetching {
-                    secret,
-                    request,
-                    inner,
-                } => {
+                StateProj::Fetching { secret, pending } => {
                     let result = ready!(secret.as_mut().poll(cx));
-                    let (Some(request), Some(mut inner)) = (request.take(), inner.take()) else {
-                        return Poll::Ready(Err(polled_after_completion()));
-                    };
+                    let Pending {
+                        request,
+                        copy,
+                        mut inner,
+                    } = *pending.take().expect(POLLED_AFTER_COMPLETION);
                     let next = match result {
                         Ok(snapshot) => {
-                            start(&mut inner, request, snapshot, Arc::clone(this.shared)).state
+                            let shared = Arc::clone(this.shared);
+                            start(&mut inner, request, copy, snapshot, shared).state
                         }
                         Err(err) => {
                             tracing::warn!(error = %err, "no usable secret; request not sent");
@@ -177,9 +195,8 @@ where
                     response,
                 } => {
                     let result = ready!(secret.as_mut().poll(cx));
-                    let (Some(replay), Some(response)) = (replay.take(), response.take()) else {
-                        return Poll::Ready(Err(polled_after_completion()));
-                    };
+                    let replay = replay.take().expect(POLLED_AFTER_COMPLETION);
+                    let response = response.take().expect(POLLED_AFTER_COMPLETION);
                     let value = result.map_err(BoxError::from).and_then(|snapshot| {
                         this.shared.header_value(&snapshot).map_err(BoxError::from)
                     });
@@ -195,22 +212,15 @@ where
                     }
                 }
                 StateProj::Replaying { replay, value } => {
-                    let Some(pending) = replay.as_mut() else {
-                        return Poll::Ready(Err(polled_after_completion()));
-                    };
+                    let pending = replay.as_mut().expect(POLLED_AFTER_COMPLETION);
                     ready!(pending.inner.poll_ready(cx))
                         .map_err(|e| SecretHeaderError::Inner(e.into()))?;
-                    let (
-                        Some(Replay {
-                            mut request,
-                            mut inner,
-                            ..
-                        }),
-                        Some(value),
-                    ) = (replay.take(), value.take())
-                    else {
-                        return Poll::Ready(Err(polled_after_completion()));
-                    };
+                    let Replay {
+                        mut request,
+                        mut inner,
+                        ..
+                    } = replay.take().expect(POLLED_AFTER_COMPLETION);
+                    let value = value.take().expect(POLLED_AFTER_COMPLETION);
                     request
                         .headers_mut()
                         .insert(this.shared.header_name().clone(), value);
@@ -222,7 +232,7 @@ where
                     });
                 }
                 StateProj::Failed { error } => {
-                    return Poll::Ready(Err(error.take().unwrap_or_else(polled_after_completion)));
+                    return Poll::Ready(Err(error.take().expect(POLLED_AFTER_COMPLETION)));
                 }
             }
         }

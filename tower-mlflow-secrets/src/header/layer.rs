@@ -9,7 +9,10 @@ use http::{HeaderName, HeaderValue, Uri};
 use tokio::time::Instant;
 use tower_layer::Layer;
 
-use super::service::SecretHeader;
+use super::{
+    replay::{CloneBody, NoReplay},
+    service::SecretHeader,
+};
 use crate::{
     allowlist::{HostAllowlist, Origin},
     cache::{CachedSecret, SecretSnapshot},
@@ -29,26 +32,29 @@ pub enum DisallowedHost {
     Fail,
 }
 
-/// Layer that applies [`SecretHeader`]. Cheap to clone; clones share the cache.
+/// Layer that applies [`SecretHeader`]. Cheap to clone; clones share the cache. `R` copies
+/// requests for the replay after a `401` ([`CloneRequest`](super::CloneRequest)).
 #[derive(Clone)]
-pub struct SecretHeaderLayer {
+pub struct SecretHeaderLayer<R = NoReplay> {
     shared: Arc<Shared>,
+    replay: R,
 }
 
 /// Builds a [`SecretHeaderLayer`]; configuration errors come from [`build`](Self::build).
-pub struct SecretHeaderLayerBuilder {
+pub struct SecretHeaderLayerBuilder<R = NoReplay> {
     secret: CachedSecret,
     template: Result<HeaderTemplate, TemplateError>,
     allowlist: Option<HostAllowlist>,
     disallowed: DisallowedHost,
     default_origin: Option<Uri>,
     recovery: Option<Duration>,
+    replay: R,
 }
 
 /// A configuration error from [`SecretHeaderLayerBuilder::build`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum BuildError {
+pub enum SecretHeaderLayerBuildError {
     /// No allowlist was given, or it is empty: the secret could never be sent.
     NoAllowedHosts,
     /// The header mode does not fit the secret format.
@@ -59,7 +65,7 @@ pub enum BuildError {
     DefaultOriginNotAllowed,
 }
 
-impl fmt::Display for BuildError {
+impl fmt::Display for SecretHeaderLayerBuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoAllowedHosts => {
@@ -76,7 +82,7 @@ impl fmt::Display for BuildError {
     }
 }
 
-impl std::error::Error for BuildError {
+impl std::error::Error for SecretHeaderLayerBuildError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Template(err) => Some(err),
@@ -168,16 +174,19 @@ impl SecretHeaderLayer {
             disallowed: DisallowedHost::default(),
             default_origin: None,
             recovery: None,
+            replay: NoReplay,
         }
     }
+}
 
+impl<R> SecretHeaderLayer<R> {
     /// The cache this layer reads from.
     pub fn secret(&self) -> &CachedSecret {
         &self.shared.secret
     }
 }
 
-impl SecretHeaderLayerBuilder {
+impl<R> SecretHeaderLayerBuilder<R> {
     /// Sets the header template (default [`HeaderTemplate::bearer`]).
     #[must_use]
     pub fn template(mut self, template: HeaderTemplate) -> Self {
@@ -218,17 +227,47 @@ impl SecretHeaderLayerBuilder {
 
     /// On `401 Unauthorized`, fetch the secret again and replay the request once, with at
     /// most one forced fetch per `min_interval` (a newer secret already in the cache is
-    /// used without fetching). Only requests whose body can be replayed are retried:
-    /// `Full<Bytes>`, `Empty<Bytes>`, `String`, `Vec<u8>` and `Bytes` bodies; others get
-    /// the 401 as is. No marker header is added.
+    /// used without fetching). Requests are copied with [`CloneBody`], so the request body
+    /// must be `Clone`: `Full<Bytes>`, `Empty<Bytes>`, `String`, `Vec<u8>`, `Bytes` or `()`.
+    /// For other bodies use [`recover_unauthorized_with`](Self::recover_unauthorized_with).
+    /// No marker header is added.
     #[must_use]
-    pub fn recover_unauthorized(mut self, min_interval: Duration) -> Self {
-        self.recovery = Some(min_interval);
-        self
+    pub fn recover_unauthorized(
+        self,
+        min_interval: Duration,
+    ) -> SecretHeaderLayerBuilder<CloneBody> {
+        self.recover_unauthorized_with(min_interval, CloneBody)
+    }
+
+    /// Like [`recover_unauthorized`](Self::recover_unauthorized), with `clone_request`
+    /// copying each request before the secret is added (a
+    /// [`CloneRequest`](super::CloneRequest): [`NoReplay`] or a closure for bodies that are
+    /// not `Clone`). A request it returns `None` for gets the 401 as is.
+    #[must_use]
+    pub fn recover_unauthorized_with<C>(
+        self,
+        min_interval: Duration,
+        clone_request: C,
+    ) -> SecretHeaderLayerBuilder<C> {
+        SecretHeaderLayerBuilder {
+            secret: self.secret,
+            template: self.template,
+            allowlist: self.allowlist,
+            disallowed: self.disallowed,
+            default_origin: self.default_origin,
+            recovery: Some(min_interval),
+            replay: clone_request,
+        }
     }
 
     /// Checks the configuration.
-    pub fn build(self) -> Result<SecretHeaderLayer, BuildError> {
+    ///
+    /// # Errors
+    ///
+    /// A [`SecretHeaderLayerBuildError`]: no allowlist, a template that does not fit the
+    /// secret format, or a default origin that is invalid or not allowed.
+    pub fn build(self) -> Result<SecretHeaderLayer<R>, SecretHeaderLayerBuildError> {
+        use SecretHeaderLayerBuildError as BuildError;
         let template = self.template.map_err(BuildError::Template)?;
         let allowlist = self
             .allowlist
@@ -260,11 +299,12 @@ impl SecretHeaderLayerBuilder {
                 }),
                 rendered: ArcSwapOption::empty(),
             }),
+            replay: self.replay,
         })
     }
 }
 
-impl fmt::Debug for SecretHeaderLayerBuilder {
+impl<R> fmt::Debug for SecretHeaderLayerBuilder<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecretHeaderLayerBuilder")
             .field("secret", &self.secret)
@@ -273,11 +313,11 @@ impl fmt::Debug for SecretHeaderLayerBuilder {
             .field("disallowed", &self.disallowed)
             .field("default_origin", &self.default_origin)
             .field("recovery", &self.recovery)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
-impl fmt::Debug for SecretHeaderLayer {
+impl<R> fmt::Debug for SecretHeaderLayer<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.shared.fmt(f)
     }
@@ -303,10 +343,10 @@ impl fmt::Debug for Shared {
     }
 }
 
-impl<S> Layer<S> for SecretHeaderLayer {
-    type Service = SecretHeader<S>;
+impl<S, R: Clone> Layer<S> for SecretHeaderLayer<R> {
+    type Service = SecretHeader<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SecretHeader::new(inner, Arc::clone(&self.shared))
+        SecretHeader::new(inner, Arc::clone(&self.shared), self.replay.clone())
     }
 }

@@ -14,7 +14,8 @@
 //!    marks the value sensitive and *replaces* any existing value. With no usable secret the
 //!    request is not sent: [`SecretHeaderError::Unavailable`].
 //! 4. Optionally, on a `401 Unauthorized`, gets a fresh secret and replays the request once
-//!    ([`recover_unauthorized`](SecretHeaderLayerBuilder::recover_unauthorized)).
+//!    ([`recover_unauthorized`](SecretHeaderLayerBuilder::recover_unauthorized)), copied
+//!    before the header was added by a [`CloneRequest`] hook.
 //!
 //! Place it **inside** tower-http's `FollowRedirectLayer` (the redirect layer outermost):
 //! then every hop is a new call and is checked again, so a redirect to another origin never
@@ -53,16 +54,21 @@
 
 mod future;
 mod layer;
+mod replay;
 mod service;
 
 use std::fmt;
 
+use tower_mlflow_core::BoxError;
+
 pub use self::{
     future::ResponseFuture,
-    layer::{BuildError, DisallowedHost, SecretHeaderLayer, SecretHeaderLayerBuilder},
+    layer::{
+        DisallowedHost, SecretHeaderLayer, SecretHeaderLayerBuildError, SecretHeaderLayerBuilder,
+    },
+    replay::{CloneBody, CloneRequest, NoReplay},
     service::SecretHeader,
 };
-use crate::source::BoxError;
 
 /// Why [`SecretHeader`] did not return a response. Its text never contains the secret.
 #[derive(Debug)]

@@ -249,25 +249,25 @@ async fn relative_uris_use_the_default_origin() {
 fn build_errors() {
     let secret = || CachedSecret::new(Static::new("tok"));
     let err = SecretHeaderLayer::builder(secret()).build().unwrap_err();
-    assert_eq!(err, BuildError::NoAllowedHosts);
+    assert_eq!(err, SecretHeaderLayerBuildError::NoAllowedHosts);
     let err = SecretHeaderLayer::builder(secret())
         .allowlist(allow(&["localhost:*"]))
         .header(AUTHORIZATION, HeaderMode::Basic, SecretFormat::Token)
         .build()
         .unwrap_err();
-    assert!(matches!(err, BuildError::Template(_)));
+    assert!(matches!(err, SecretHeaderLayerBuildError::Template(_)));
     let err = SecretHeaderLayer::builder(secret())
         .allowlist(allow(&["localhost:*"]))
         .default_origin("https://other.test".parse().unwrap())
         .build()
         .unwrap_err();
-    assert_eq!(err, BuildError::DefaultOriginNotAllowed);
+    assert_eq!(err, SecretHeaderLayerBuildError::DefaultOriginNotAllowed);
     let err = SecretHeaderLayer::builder(secret())
         .allowlist(allow(&["localhost:*"]))
         .default_origin("http://localhost:1/some/path".parse().unwrap())
         .build()
         .unwrap_err();
-    assert_eq!(err, BuildError::InvalidDefaultOrigin);
+    assert_eq!(err, SecretHeaderLayerBuildError::InvalidDefaultOrigin);
 }
 
 #[tokio::test]
@@ -386,8 +386,9 @@ async fn streaming_bodies_are_not_replayed() {
     let (inner, seen) = recorder(Some("Bearer new"));
     let service = ServiceBuilder::new()
         .layer(
+            // A `BoxBody` is not `Clone`: the hook has to be chosen, and this one never copies.
             builder(source.clone())
-                .recover_unauthorized(Duration::from_secs(30))
+                .recover_unauthorized_with(Duration::from_secs(30), NoReplay)
                 .build()
                 .unwrap(),
         )
