@@ -3,9 +3,8 @@
 //! [`Exemptions`] is an allowlist of exact paths and segment prefixes, each optionally limited
 //! to a set of methods. It is empty by default, so every request is authenticated.
 //!
-//! Only a **canonical** request path can be exempt (see [`is_canonical_path`]): it starts with
-//! `/`, is ASCII, and has no `%`, no empty, `.` or `..` segment, no `\`, no `;` and no control
-//! characters. Anything else — `/health/`, `//health`, `/%68ealth`, `/static/../api`,
+//! Only a **canonical** request path can be exempt: it starts with `/`, is ASCII, and has no
+//! `%`, no empty, `.` or `..` segment, no `\`, no `;` and no control characters. Anything else — `/health/`, `//health`, `/%68ealth`, `/static/../api`,
 //! `/health;x` — is authenticated like any other path. Matching is byte-for-byte and
 //! case-sensitive on `uri.path()`. However a router downstream decodes or normalises a path,
 //! disagreeing with this matcher can only cost a spurious 401, never a bypass.
@@ -76,7 +75,8 @@ impl Exemptions {
     ///
     /// # Errors
     ///
-    /// [`ExemptionError::NotCanonical`] unless `path` is canonical (see [`is_canonical_path`]).
+    /// [`ExemptionError::NotCanonical`] unless `path` is canonical (see the
+    /// [module docs](crate::exempt)).
     pub fn exact(self, path: &str) -> Result<Self, ExemptionError> {
         self.push(path, false, None)
     }
@@ -209,18 +209,8 @@ fn collect_methods(
 ///
 /// Canonical: starts with `/`; is `/` or a sequence of `/segment`s where every segment is
 /// non-empty, is not `.` or `..`, and consists of visible ASCII other than `%`, `\` and `;`.
-///
-/// ```
-/// use tower_mlflow_auth::is_canonical_path;
-///
-/// assert!(is_canonical_path("/api/2.0/mlflow/experiments/get"));
-/// assert!(is_canonical_path("/"));
-/// for path in ["", "*", "health", "/health/", "//health", "/a/./b", "/a/../b", "/%2e", "/a;b", "/a\\b", "/é"] {
-///     assert!(!is_canonical_path(path), "{path}");
-/// }
-/// ```
 #[must_use]
-pub fn is_canonical_path(path: &str) -> bool {
+pub(crate) fn is_canonical_path(path: &str) -> bool {
     let Some(rest) = path.strip_prefix('/') else {
         return false;
     };
@@ -269,6 +259,18 @@ impl std::error::Error for ExemptionError {}
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn canonical_paths() {
+        assert!(is_canonical_path("/api/2.0/mlflow/experiments/get"));
+        assert!(is_canonical_path("/"));
+        for path in [
+            "", "*", "health", "/health/", "//health", "/a/./b", "/a/../b", "/%2e", "/a;b",
+            "/a\\b", "/é",
+        ] {
+            assert!(!is_canonical_path(path), "{path}");
+        }
+    }
 
     #[test]
     fn deny_by_default() {

@@ -42,13 +42,27 @@
 //! - [`authenticator`]: the [`Authenticator`] trait, closures, [`first_of`].
 //! - [`credentials`]: parsing `Authorization` and custom headers, never panicking.
 //! - [`exempt`]: deny-by-default path exemptions that no encoding can reach.
-//! - [`auth`]: the layer, service and response future.
-//! - [`rejection`]: how 401, 503 and gRPC rejections are rendered, and the body hook.
+//! - [`auth`]: the layer, service and response future; its docs walk one request through
+//!   the code.
+//! - [`rejection`]: how 401, 503 and gRPC rejections are rendered, and the body hooks
+//!   ([`MlflowRejectionResponse`] for MLflow's own texts).
+//! - [`authenticators`]: the built-in authenticators, each behind a feature.
 //!
 //! # Features
 //!
-//! - `axum`: `Authorization` / `Option<Authorization>` extractors and MLflow's plain-text
-//!   401 body for `axum::body::Body`.
+//! None is enabled by default.
+//!
+//! - `htpasswd`: `Htpasswd`, Apache htpasswd files, reloaded when they change.
+//! - `mlflow-users`: `MlflowUsers`, the users of MLflow's basic-auth app (werkzeug hashes,
+//!   its SQLite `basic_auth.db`).
+//! - `static-tokens`: `StaticTokens`, fixed bearer tokens or API keys, compared in constant
+//!   time.
+//! - `jwt`: `Jwt`, bearer JWTs checked against a JWKS or an OIDC issuer's discovery document.
+//! - `jwt-tls`: `https://` JWKS and discovery URLs for `jwt` (rustls with aws-lc-rs).
+//! - `cache`: `Cached`, a verified-credential cache around any authenticator.
+//! - `axum`: `Authorization` / `Option<Authorization>` extractors (the `extract` module).
+//! - `fuzzing` (hidden, not a stable API): the entry points the targets in `fuzz/` call,
+//!   so that the parsers' internals stay private. Implies `htpasswd` and `mlflow-users`.
 //!
 //! # Logging
 //!
@@ -57,17 +71,17 @@
 //! the request's `Authorization` header is marked sensitive before the inner service sees it.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![cfg_attr(
-    not(test),
-    warn(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::print_stdout,
-        clippy::print_stderr
-    )
-)]
+// Library code reports failures to its caller instead of panicking or printing; tests
+// may unwrap (clippy.toml) and print.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(not(test), warn(clippy::print_stdout))]
+#![cfg_attr(not(test), warn(clippy::print_stderr))]
 
+#[cfg(feature = "fuzzing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fuzzing")))]
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
 pub mod auth;
 pub mod authenticator;
 pub mod authenticators;
@@ -81,13 +95,15 @@ pub mod rejection;
 
 #[doc(inline)]
 pub use self::{
-    auth::{Auth, AuthLayer, ConfigError, ResponseFuture},
+    auth::{Auth, AuthLayer, InvalidRealm},
     authenticator::{
         Authenticator, BoxAuthenticator, BoxAuthenticatorError, Challenge, FirstOf, FirstOfError,
         InvalidChallenge, first_of,
     },
     authorization::Authorization,
     credentials::{Credentials, CredentialsError, Malformed, Scheme},
-    exempt::{ExemptionError, Exemptions, is_canonical_path},
-    rejection::{AuthRejection, DefaultRejectionResponse, RejectionResponse},
+    exempt::{ExemptionError, Exemptions},
+    rejection::{
+        AuthRejection, DefaultRejectionResponse, MlflowRejectionResponse, RejectionResponse,
+    },
 };

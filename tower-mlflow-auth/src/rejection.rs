@@ -1,24 +1,29 @@
-//! Why a request was refused, and how the refusal is rendered.
+//! Why a request was refused, and how the refusal is rendered: the last stop of a request
+//! through [`AuthLayer`](crate::AuthLayer) (see the [`auth`](crate::auth) module docs).
 //!
-//! Every refusal is an [`AuthRejection`]. [`AuthLayer`](crate::AuthLayer) renders it:
+//! Every refusal is an [`AuthRejection`]: [`CredentialsError`]s convert into one, and so does
+//! the authenticator's verdict (`Ok(None)` is 401, `Err` is 503). It is rendered as:
 //!
 //! - **HTTP**: 401 with `WWW-Authenticate` (one header per challenge of the authenticator,
 //!   `Basic realm="mlflow"` by default) or 503 when the credential backend failed. The body
-//!   comes from a [`RejectionResponse`] hook; the default leaves it empty, except that with the
-//!   `axum` feature an `axum::body::Body` gets a short plain-text message like MLflow's.
+//!   comes from a [`RejectionResponse`] hook: [`DefaultRejectionResponse`] leaves it empty,
+//!   [`MlflowRejectionResponse`] writes MLflow's own plain-text messages.
 //! - **gRPC** (`content-type` starting with `application/grpc`): a trailers-only response,
 //!   HTTP 200 with `grpc-status` 16 (`UNAUTHENTICATED`) or 14 (`UNAVAILABLE`) and a
-//!   percent-encoded `grpc-message`. The hook is not used, since a trailers-only response
-//!   has no body.
+//!   `grpc-message`. The hook is not used, since a trailers-only response has no body.
 //!
 //! In both cases the `AuthRejection` is also put into the response extensions, for logging
 //! and metrics in outer layers.
 
 use std::fmt;
 
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
-use crate::credentials::{Malformed, Scheme};
+use crate::{
+    authenticator::Challenge,
+    authorization::Authorization,
+    credentials::{CredentialsError, Malformed, Scheme},
+};
 
 /// Why [`AuthLayer`](crate::AuthLayer) refused a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +69,17 @@ impl AuthRejection {
             Self::Missing | Self::Malformed(_) | Self::Invalid(_) => MLFLOW_UNAUTHENTICATED,
         }
     }
+
+    /// The `grpc-message`. The gRPC spec asks for percent-encoding, but these are printable
+    /// ASCII without `%`, so they need none.
+    fn grpc_message(&self) -> &'static str {
+        match self {
+            Self::Unavailable => "authentication backend unavailable",
+            Self::Missing => "missing credentials",
+            Self::Malformed(_) => "malformed credentials",
+            Self::Invalid(_) => "invalid credentials",
+        }
+    }
 }
 
 impl fmt::Display for AuthRejection {
@@ -77,6 +93,32 @@ impl fmt::Display for AuthRejection {
     }
 }
 
+/// No usable credentials: 401 at once, without asking the authenticator.
+impl From<CredentialsError> for AuthRejection {
+    fn from(error: CredentialsError) -> Self {
+        match error {
+            CredentialsError::Missing => Self::Missing,
+            CredentialsError::Malformed(why) => Self::Malformed(why),
+        }
+    }
+}
+
+/// The authenticator's answer for credentials of `scheme`: accepted, rejected (401) or a
+/// backend failure (503). The failure is logged here, since the client never sees it.
+pub(crate) fn verdict<E: fmt::Display>(
+    answer: Result<Option<Authorization>, E>,
+    scheme: Scheme,
+) -> Result<Authorization, AuthRejection> {
+    match answer {
+        Ok(Some(principal)) => Ok(principal),
+        Ok(None) => Err(AuthRejection::Invalid(scheme)),
+        Err(error) => {
+            tracing::error!(%error, "authenticator failed; answering 503");
+            Err(AuthRejection::Unavailable)
+        }
+    }
+}
+
 /// MLflow's own 401 text, so that the MLflow client shows users the same advice.
 const MLFLOW_UNAUTHENTICATED: &str = "You are not authenticated. Please see \
     https://www.mlflow.org/docs/latest/auth/index.html#authenticating-to-mlflow on how to \
@@ -85,8 +127,9 @@ const MLFLOW_UNAUTHENTICATED: &str = "You are not authenticated. Please see \
 /// Builds the HTTP response for a rejection: the hook for custom bodies.
 ///
 /// The layer adds the protocol headers afterwards: `WWW-Authenticate` on a 401 that has none,
-/// and the rejection in the extensions. Closures `Fn(&AuthRejection) -> Response<B>` implement
-/// it:
+/// and the rejection in the extensions. Two hooks come with the crate,
+/// [`DefaultRejectionResponse`] (empty body) and [`MlflowRejectionResponse`] (MLflow's text);
+/// closures `Fn(&AuthRejection) -> Response<B>` implement it too:
 ///
 /// ```
 /// use http::Response;
@@ -116,40 +159,152 @@ where
     }
 }
 
-/// The default rejection response: the rejection's status and an empty body — or, with the
-/// `axum` feature and an `axum::body::Body`, MLflow's short plain-text message.
+/// The default rejection response: the rejection's status and an empty body.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultRejectionResponse;
 
-impl<B: Default + 'static> RejectionResponse<B> for DefaultRejectionResponse {
+impl<B: Default> RejectionResponse<B> for DefaultRejectionResponse {
     fn response(&self, rejection: &AuthRejection) -> Response<B> {
-        #[cfg(feature = "axum")]
-        if let Some(body) = axum_text_body::<B>(rejection.message()) {
-            let mut response = Response::new(body);
-            *response.status_mut() = rejection.status();
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            return response;
-        }
         let mut response = Response::new(B::default());
         *response.status_mut() = rejection.status();
         response
     }
 }
 
-/// `Some(text body)` when `B` is `axum::body::Body`. `B` is generic here, and Rust has no
-/// specialisation, so the body type is recognised at run time; the check compiles to a
-/// constant.
-#[cfg(feature = "axum")]
-fn axum_text_body<B: 'static>(text: &'static str) -> Option<B> {
-    let body: Box<dyn std::any::Any> = Box::new(axum_core::body::Body::from(text));
-    body.downcast::<B>().ok().map(|b| *b)
+/// Rejections as MLflow's basic-auth app words them: the rejection's status,
+/// `content-type: text/plain; charset=utf-8` and [`AuthRejection::message`] as the body, so
+/// that the MLflow client shows users the same advice.
+///
+/// For any body that converts from a `&'static str`: axum's `Body`, `Full<Bytes>`, `String`.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower_mlflow_auth::{AuthLayer, MlflowRejectionResponse};
+/// # let authenticator = |_c| async { Ok::<_, std::convert::Infallible>(None) };
+///
+/// let app: Router = Router::new()
+///     .route("/api/2.0/mlflow/experiments/search", get(|| async { "{}" }))
+///     .layer(AuthLayer::new(authenticator).with_rejection_response(MlflowRejectionResponse));
+/// # let _ = app;
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MlflowRejectionResponse;
+
+impl<B: From<&'static str>> RejectionResponse<B> for MlflowRejectionResponse {
+    fn response(&self, rejection: &AuthRejection) -> Response<B> {
+        let mut response = Response::new(B::from(rejection.message()));
+        *response.status_mut() = rejection.status();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+    }
 }
 
-/// The trailers-only gRPC response for a rejection.
-pub(crate) fn grpc_response<B: Default>(rejection: AuthRejection) -> Response<B> {
+/// The wire protocol a rejection is rendered for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    Http,
+    /// `content-type: application/grpc`, `+proto`, `-web`, …: a trailers-only response.
+    Grpc,
+}
+
+impl Protocol {
+    /// The protocol of a request, from its headers.
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let grpc = headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
+        if grpc { Self::Grpc } else { Self::Http }
+    }
+}
+
+/// Turns an [`AuthRejection`] into the response: the hook's response plus the challenges, or
+/// the trailers-only gRPC response. Built once per layer, shared by every request.
+pub(crate) struct RejectionRenderer<R> {
+    challenges: Box<[HeaderValue]>,
+    /// The same, with `error="invalid_token"` on `Bearer` (RFC 6750 §3.1).
+    challenges_invalid_token: Box<[HeaderValue]>,
+    hook: R,
+}
+
+impl<R> RejectionRenderer<R> {
+    /// `realm` must be printable ASCII without `"` or `\`, as `AuthLayer::with_realm` checks.
+    pub(crate) fn new(realm: &str, challenges: &[Challenge], hook: R) -> Self {
+        let values = |invalid_token: bool| -> Box<[HeaderValue]> {
+            challenges
+                .iter()
+                .filter_map(|challenge| {
+                    let scheme = challenge.scheme();
+                    let value = if invalid_token && challenge.is_bearer() {
+                        format!("{scheme} realm=\"{realm}\", error=\"invalid_token\"")
+                    } else {
+                        format!("{scheme} realm=\"{realm}\"")
+                    };
+                    // Cannot fail: the scheme is a token and the realm was validated.
+                    HeaderValue::try_from(value).ok()
+                })
+                .collect()
+        };
+        Self {
+            challenges: values(false),
+            challenges_invalid_token: values(true),
+            hook,
+        }
+    }
+
+    /// The full response for `rejection`, with the rejection in its extensions.
+    pub(crate) fn render<B: Default>(
+        &self,
+        rejection: AuthRejection,
+        protocol: Protocol,
+    ) -> Response<B>
+    where
+        R: RejectionResponse<B>,
+    {
+        let mut response = match protocol {
+            Protocol::Grpc => grpc_response(rejection),
+            Protocol::Http => self.http_response(rejection),
+        };
+        response.extensions_mut().insert(rejection);
+        response
+    }
+
+    fn http_response<B>(&self, rejection: AuthRejection) -> Response<B>
+    where
+        R: RejectionResponse<B>,
+    {
+        let mut response = self.hook.response(&rejection);
+        if response.status() == StatusCode::UNAUTHORIZED
+            && !response.headers().contains_key(header::WWW_AUTHENTICATE)
+        {
+            let challenges = if rejection == AuthRejection::Invalid(Scheme::Bearer) {
+                &self.challenges_invalid_token
+            } else {
+                &self.challenges
+            };
+            for value in challenges.iter() {
+                response
+                    .headers_mut()
+                    .append(header::WWW_AUTHENTICATE, value.clone());
+            }
+        }
+        response
+    }
+}
+
+impl<R> fmt::Debug for RejectionRenderer<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RejectionRenderer")
+            .field("challenges", &self.challenges)
+            .field("hook", &std::any::type_name::<R>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The trailers-only gRPC response for a rejection: HTTP 200, the status in the headers.
+fn grpc_response<B: Default>(rejection: AuthRejection) -> Response<B> {
     let mut response = Response::new(B::default());
     let headers = response.headers_mut();
     headers.insert(
@@ -160,43 +315,24 @@ pub(crate) fn grpc_response<B: Default>(rejection: AuthRejection) -> Response<B>
         "grpc-status",
         HeaderValue::from(u16::from(rejection.grpc_code())),
     );
-    let message = match rejection {
-        AuthRejection::Unavailable => "authentication backend unavailable",
-        AuthRejection::Missing => "missing credentials",
-        AuthRejection::Malformed(_) => "malformed credentials",
-        AuthRejection::Invalid(_) => "invalid credentials",
-    };
-    if let Ok(value) = HeaderValue::try_from(grpc_percent_encode(message)) {
-        headers.insert("grpc-message", value);
-    }
-    response.extensions_mut().insert(rejection);
+    headers.insert(
+        "grpc-message",
+        HeaderValue::from_static(rejection.grpc_message()),
+    );
     response
-}
-
-/// Percent-encodes a `grpc-message` as the gRPC HTTP/2 spec asks: every byte outside
-/// printable ASCII, and `%` itself.
-fn grpc_percent_encode(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    for b in message.bytes() {
-        if (0x20..=0x7e).contains(&b) && b != b'%' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Whether a request is gRPC (`content-type: application/grpc`, `+proto`, `-web`, …).
-pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn renderer() -> RejectionRenderer<DefaultRejectionResponse> {
+        RejectionRenderer::new(
+            "mlflow",
+            &[Challenge::BASIC, Challenge::BEARER],
+            DefaultRejectionResponse,
+        )
+    }
 
     #[test]
     fn statuses_and_codes() {
@@ -214,13 +350,57 @@ mod tests {
     }
 
     #[test]
-    fn grpc_message_is_percent_encoded() {
-        assert_eq!(grpc_percent_encode("a b%c\u{e9}"), "a b%25c%C3%A9");
+    fn credentials_errors_become_401s() {
+        assert_eq!(
+            AuthRejection::from(CredentialsError::Missing),
+            AuthRejection::Missing
+        );
+        let malformed = AuthRejection::from(CredentialsError::Malformed(Malformed::Repeated));
+        assert_eq!(malformed, AuthRejection::Malformed(Malformed::Repeated));
+        assert_eq!(malformed.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn verdict_maps_accept_reject_and_failure() {
+        let alice = Authorization::new("alice", Scheme::Basic);
+        assert_eq!(
+            verdict::<fmt::Error>(Ok(Some(alice.clone())), Scheme::Basic),
+            Ok(alice)
+        );
+        assert_eq!(
+            verdict::<fmt::Error>(Ok(None), Scheme::Bearer),
+            Err(AuthRejection::Invalid(Scheme::Bearer))
+        );
+        assert_eq!(
+            verdict(Err(fmt::Error), Scheme::Basic),
+            Err(AuthRejection::Unavailable)
+        );
+    }
+
+    #[test]
+    fn grpc_messages_need_no_percent_encoding() {
+        let all = [
+            AuthRejection::Missing,
+            AuthRejection::Malformed(Malformed::Empty),
+            AuthRejection::Invalid(Scheme::Basic),
+            AuthRejection::Unavailable,
+        ];
+        for rejection in all {
+            let message = rejection.grpc_message();
+            assert!(
+                message
+                    .bytes()
+                    .all(|b| (0x20..=0x7e).contains(&b) && b != b'%'),
+                "{message}"
+            );
+            let r: Response<String> = renderer().render(rejection, Protocol::Grpc);
+            assert_eq!(r.headers()["grpc-message"], message);
+        }
     }
 
     #[test]
     fn grpc_response_is_trailers_only() {
-        let r: Response<String> = grpc_response(AuthRejection::Unavailable);
+        let r: Response<String> = renderer().render(AuthRejection::Unavailable, Protocol::Grpc);
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["grpc-status"], "14");
         assert_eq!(r.headers()[header::CONTENT_TYPE], "application/grpc");
@@ -234,17 +414,55 @@ mod tests {
     #[test]
     fn grpc_detection() {
         let mut h = http::HeaderMap::new();
-        assert!(!is_grpc(&h));
+        assert_eq!(Protocol::of(&h), Protocol::Http);
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/grpc+proto"),
         );
-        assert!(is_grpc(&h));
+        assert_eq!(Protocol::of(&h), Protocol::Grpc);
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        assert!(!is_grpc(&h));
+        assert_eq!(Protocol::of(&h), Protocol::Http);
+    }
+
+    #[test]
+    fn http_401_gets_the_challenges_and_the_rejection() {
+        let r: Response<String> = renderer().render(AuthRejection::Missing, Protocol::Http);
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let challenges: Vec<_> = r
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .collect();
+        assert_eq!(
+            challenges,
+            [r#"Basic realm="mlflow""#, r#"Bearer realm="mlflow""#]
+        );
+        assert_eq!(
+            r.extensions().get::<AuthRejection>(),
+            Some(&AuthRejection::Missing)
+        );
+
+        let r: Response<String> =
+            renderer().render(AuthRejection::Invalid(Scheme::Bearer), Protocol::Http);
+        let challenges: Vec<_> = r
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .collect();
+        assert_eq!(
+            challenges,
+            [
+                r#"Basic realm="mlflow""#,
+                r#"Bearer realm="mlflow", error="invalid_token""#
+            ]
+        );
+
+        let r: Response<String> = renderer().render(AuthRejection::Unavailable, Protocol::Http);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!r.headers().contains_key(header::WWW_AUTHENTICATE));
     }
 
     #[test]
@@ -254,14 +472,22 @@ mod tests {
         assert!(r.body().is_empty());
     }
 
-    #[cfg(feature = "axum")]
     #[test]
-    fn default_body_is_mlflow_text_for_axum() {
-        let r: Response<axum_core::body::Body> =
-            DefaultRejectionResponse.response(&AuthRejection::Missing);
+    fn mlflow_hook_writes_mlflow_text() {
+        let r: Response<axum::body::Body> =
+            MlflowRejectionResponse.response(&AuthRejection::Missing);
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(
             r.headers()[header::CONTENT_TYPE],
             "text/plain; charset=utf-8"
         );
+
+        let r: Response<String> = MlflowRejectionResponse.response(&AuthRejection::Unavailable);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.body(), AuthRejection::Unavailable.message());
+        assert!(r.body().starts_with("The authentication service"));
+        let r: Response<String> =
+            MlflowRejectionResponse.response(&AuthRejection::Invalid(Scheme::Basic));
+        assert!(r.body().starts_with("You are not authenticated."));
     }
 }

@@ -1,4 +1,4 @@
-//! The axum integration: extractors and MLflow's text body.
+//! The axum integration: extractors, and MLflow's text body from `MlflowRejectionResponse`.
 #![cfg(feature = "axum")]
 
 use std::convert::Infallible;
@@ -8,7 +8,9 @@ use http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use secrecy::ExposeSecret;
 use tower::ServiceExt;
-use tower_mlflow_auth::{AuthLayer, Authorization, Credentials, Exemptions, Scheme};
+use tower_mlflow_auth::{
+    AuthLayer, Authorization, Credentials, Exemptions, MlflowRejectionResponse, Scheme,
+};
 
 async fn authenticate(credentials: Credentials) -> Result<Option<Authorization>, Infallible> {
     Ok(match credentials {
@@ -31,7 +33,8 @@ fn app() -> Router {
         )
         .layer(
             AuthLayer::new(authenticate)
-                .with_exemptions(Exemptions::new().exact("/health").unwrap()),
+                .with_exemptions(Exemptions::new().exact("/health").unwrap())
+                .with_rejection_response(MlflowRejectionResponse),
         );
     // A route that forgot the layer.
     let unprotected = Router::new().route(
@@ -76,7 +79,7 @@ async fn optional_extractor_is_none_on_exempt_routes() {
 }
 
 #[tokio::test]
-async fn default_401_body_is_mlflow_text() {
+async fn mlflow_hook_401_body_is_mlflow_text() {
     let (status, content_type, body) = send("/whoami", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(content_type.as_deref(), Some("text/plain; charset=utf-8"));

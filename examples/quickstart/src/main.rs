@@ -21,7 +21,9 @@ use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tower_mlflow_auth::{AuthLayer, Authorization, Credentials, Exemptions, Scheme};
+use tower_mlflow_auth::{
+    AuthLayer, Authorization, Credentials, Exemptions, MlflowRejectionResponse, Scheme,
+};
 
 const USER: &str = "alice";
 
@@ -104,7 +106,9 @@ fn app(password: SecretString) -> Router {
             })
         }
     };
-    let layer = AuthLayer::new(authenticator).with_exemptions(Exemptions::mlflow_defaults());
+    let layer = AuthLayer::new(authenticator)
+        .with_exemptions(Exemptions::mlflow_defaults())
+        .with_rejection_response(MlflowRejectionResponse);
     Router::new()
         .route(
             "/api/2.0/mlflow/experiments/search",

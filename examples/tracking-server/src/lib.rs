@@ -63,16 +63,11 @@
 //! # }
 //! ```
 #![forbid(unsafe_code)]
-#![cfg_attr(
-    not(test),
-    warn(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::print_stdout,
-        clippy::print_stderr
-    )
-)]
+// Library code reports failures to its caller instead of panicking or printing; tests
+// may unwrap (clippy.toml) and print.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(not(test), warn(clippy::print_stdout))]
+#![cfg_attr(not(test), warn(clippy::print_stderr))]
 
 mod api;
 pub mod error;
@@ -86,7 +81,7 @@ use axum::{
     response::Response,
     routing::get,
 };
-use tower_mlflow_auth::{AuthLayer, Authenticator, Exemptions};
+use tower_mlflow_auth::{AuthLayer, Authenticator, Exemptions, MlflowRejectionResponse};
 
 #[doc(inline)]
 pub use self::{
@@ -97,7 +92,9 @@ pub use self::{
 /// The tracking API over `store`, behind [`AuthLayer`] with `authenticator` and MLflow's
 /// default exemptions (`/health` and friends stay open).
 pub fn app<A: Authenticator>(authenticator: A, store: Store) -> Router {
-    let layer = AuthLayer::new(authenticator).with_exemptions(Exemptions::mlflow_defaults());
+    let layer = AuthLayer::new(authenticator)
+        .with_exemptions(Exemptions::mlflow_defaults())
+        .with_rejection_response(MlflowRejectionResponse);
     // The log line sits outside the auth layer so that refused requests are logged too.
     router(store)
         .layer(layer)

@@ -11,15 +11,15 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 use tracing::Span;
 
-use super::layer::Shared;
+use super::service::{Shared, accept};
 use crate::{
     authorization::Authorization,
-    rejection::{AuthRejection, RejectionResponse},
+    rejection::{AuthRejection, Protocol, RejectionResponse},
 };
 
-/// The authenticator's verdict, already logged; boxed because `Authenticator::authenticate`
-/// returns an unnameable future.
-pub(crate) type Verification =
+/// The authenticator's [verdict](crate::rejection), already logged; boxed because
+/// `Authenticator::authenticate` returns an unnameable future.
+pub(super) type Verification =
     Pin<Box<dyn Future<Output = Result<Authorization, AuthRejection>> + Send>>;
 
 pin_project! {
@@ -45,7 +45,7 @@ pin_project! {
             request: Option<Request<ReqBody>>,
             inner: Option<S>,
             shared: Arc<Shared<R>>,
-            grpc: bool,
+            protocol: Protocol,
         },
         Inner {
             #[pin]
@@ -61,14 +61,14 @@ impl<S, ReqBody, R> ResponseFuture<S, ReqBody, R>
 where
     S: Service<Request<ReqBody>>,
 {
-    pub(crate) fn inner(future: S::Future, span: Span) -> Self {
+    pub(super) fn inner(future: S::Future, span: Span) -> Self {
         Self {
             state: State::Inner { future },
             span,
         }
     }
 
-    pub(crate) fn rejected(response: S::Response, span: Span) -> Self {
+    pub(super) fn rejected(response: S::Response, span: Span) -> Self {
         Self {
             state: State::Rejected {
                 response: Some(response),
@@ -77,12 +77,12 @@ where
         }
     }
 
-    pub(crate) fn verifying(
+    pub(super) fn verifying(
         verification: Verification,
         request: Request<ReqBody>,
         inner: S,
         shared: Arc<Shared<R>>,
-        grpc: bool,
+        protocol: Protocol,
         span: Span,
     ) -> Self {
         Self {
@@ -91,7 +91,7 @@ where
                 request: Some(request),
                 inner: Some(inner),
                 shared,
-                grpc,
+                protocol,
             },
             span,
         }
@@ -118,22 +118,16 @@ where
                     request,
                     inner,
                     shared,
-                    grpc,
+                    protocol,
                 } => match ready!(verification.as_mut().poll(cx)) {
                     Ok(principal) => {
-                        this.span.record("principal", principal.subject());
-                        tracing::debug!("authenticated");
-                        let mut request = request.take().expect("future polled after completion");
-                        request.extensions_mut().insert(principal);
-                        let future = inner
-                            .take()
-                            .expect("future polled after completion")
-                            .call(request);
+                        let request = request.take().expect("future polled after completion");
+                        let mut inner = inner.take().expect("future polled after completion");
+                        let future = accept(&mut inner, request, principal, this.span);
                         this.state.set(State::Inner { future });
                     }
                     Err(rejection) => {
-                        tracing::debug!(%rejection, "request rejected");
-                        let response = shared.render(rejection, *grpc);
+                        let response = shared.reject(rejection, *protocol, this.span);
                         this.state.set(State::Rejected {
                             response: Some(response),
                         });

@@ -1,18 +1,13 @@
-use std::{fmt, sync::Arc};
+use std::fmt;
 
-use http::{HeaderValue, Response, header};
 use tower_layer::Layer;
 
 use super::service::Auth;
 use crate::{
     authenticator::Authenticator,
-    credentials::Scheme,
     exempt::Exemptions,
-    rejection::{AuthRejection, DefaultRejectionResponse, RejectionResponse, grpc_response},
+    rejection::{DefaultRejectionResponse, RejectionRenderer},
 };
-
-/// The realm sent in `WWW-Authenticate` unless configured: MLflow's own.
-const DEFAULT_REALM: &str = "mlflow";
 
 /// Applies [`Auth`] to a service: every request is authenticated by `A`.
 ///
@@ -24,9 +19,12 @@ pub struct AuthLayer<A, R = DefaultRejectionResponse> {
     rejection: R,
 }
 
+/// The realm sent in `WWW-Authenticate` unless configured: MLflow's own.
+const DEFAULT_REALM: &str = "mlflow";
+
 impl<A: Authenticator> AuthLayer<A> {
     /// A layer that authenticates every request with `authenticator`: realm `mlflow`, no
-    /// exemptions, default rejection bodies.
+    /// exemptions, empty rejection bodies.
     #[must_use]
     pub fn new(authenticator: A) -> Self {
         Self {
@@ -43,11 +41,11 @@ impl<A: Authenticator, R> AuthLayer<A, R> {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::InvalidRealm`] unless the realm is printable ASCII without `"` or `\`.
-    pub fn with_realm(mut self, realm: &str) -> Result<Self, ConfigError> {
+    /// [`InvalidRealm`] unless the realm is printable ASCII without `"` or `\`.
+    pub fn with_realm(mut self, realm: &str) -> Result<Self, InvalidRealm> {
         let printable = |b: u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
         if !realm.bytes().all(printable) {
-            return Err(ConfigError::InvalidRealm);
+            return Err(InvalidRealm(realm.into()));
         }
         self.realm = realm.into();
         Ok(self)
@@ -60,9 +58,10 @@ impl<A: Authenticator, R> AuthLayer<A, R> {
         self
     }
 
-    /// Replaces the hook that builds rejection responses, for custom bodies.
+    /// Replaces the hook that builds rejection responses, for custom bodies: for example
+    /// [`MlflowRejectionResponse`](crate::MlflowRejectionResponse) for MLflow's own texts.
     ///
-    /// See [`RejectionResponse`].
+    /// See [`RejectionResponse`](crate::RejectionResponse).
     pub fn with_rejection_response<R2>(self, rejection: R2) -> AuthLayer<A, R2> {
         AuthLayer {
             authenticator: self.authenticator,
@@ -70,24 +69,6 @@ impl<A: Authenticator, R> AuthLayer<A, R> {
             exemptions: self.exemptions,
             rejection,
         }
-    }
-
-    fn challenge_values(&self, invalid_token: bool) -> Box<[HeaderValue]> {
-        let realm = &self.realm;
-        self.authenticator
-            .challenges()
-            .iter()
-            .filter_map(|challenge| {
-                let scheme = challenge.scheme();
-                let value = if invalid_token && challenge.is_bearer() {
-                    format!("{scheme} realm=\"{realm}\", error=\"invalid_token\"")
-                } else {
-                    format!("{scheme} realm=\"{realm}\"")
-                };
-                // Cannot fail: the scheme is a token and the realm was validated.
-                HeaderValue::try_from(value).ok()
-            })
-            .collect()
     }
 }
 
@@ -99,13 +80,18 @@ where
     type Service = Auth<S, A, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let shared = Shared {
-            exemptions: self.exemptions.clone(),
-            challenges: self.challenge_values(false),
-            challenges_invalid_token: self.challenge_values(true),
-            rejection: self.rejection.clone(),
-        };
-        Auth::from_parts(inner, self.authenticator.clone(), Arc::new(shared))
+        // Challenge headers are formatted once here, not per rejected request.
+        let renderer = RejectionRenderer::new(
+            &self.realm,
+            self.authenticator.challenges(),
+            self.rejection.clone(),
+        );
+        Auth::from_parts(
+            inner,
+            self.authenticator.clone(),
+            self.exemptions.clone(),
+            renderer,
+        )
     }
 }
 
@@ -131,67 +117,41 @@ impl<A, R> fmt::Debug for AuthLayer<A, R> {
     }
 }
 
-/// Configuration shared by every clone of an [`Auth`] service.
-pub(crate) struct Shared<R> {
-    pub(crate) exemptions: Exemptions,
-    challenges: Box<[HeaderValue]>,
-    challenges_invalid_token: Box<[HeaderValue]>,
-    rejection: R,
-}
-
-impl<R> Shared<R> {
-    /// The full response for a rejection: the hook's response plus the protocol headers, or
-    /// the trailers-only response for gRPC.
-    pub(crate) fn render<B: Default>(&self, rejection: AuthRejection, grpc: bool) -> Response<B>
-    where
-        R: RejectionResponse<B>,
-    {
-        if grpc {
-            return grpc_response(rejection);
-        }
-        let mut response = self.rejection.response(&rejection);
-        if response.status() == http::StatusCode::UNAUTHORIZED
-            && !response.headers().contains_key(header::WWW_AUTHENTICATE)
-        {
-            let challenges = if rejection == AuthRejection::Invalid(Scheme::Bearer) {
-                &self.challenges_invalid_token
-            } else {
-                &self.challenges
-            };
-            for value in challenges.iter() {
-                response
-                    .headers_mut()
-                    .append(header::WWW_AUTHENTICATE, value.clone());
-            }
-        }
-        response.extensions_mut().insert(rejection);
-        response
-    }
-}
-
-impl<R> fmt::Debug for Shared<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared")
-            .field("exemptions", &self.exemptions)
-            .field("challenges", &self.challenges)
-            .finish_non_exhaustive()
-    }
-}
-
-/// An invalid [`AuthLayer`] setting.
+/// A realm that [`AuthLayer::with_realm`] refuses: not printable ASCII, or containing `"` or
+/// `\`, so it cannot be quoted in `WWW-Authenticate`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The realm is not printable ASCII, or contains `"` or `\`.
-    InvalidRealm,
-}
+pub struct InvalidRealm(Box<str>);
 
-impl fmt::Display for ConfigError {
+impl fmt::Display for InvalidRealm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::InvalidRealm => f.pad("the realm must be printable ASCII without '\"' or '\\'"),
-        }
+        write!(
+            f,
+            "realm {:?} is not printable ASCII without '\"' or '\\'",
+            self.0
+        )
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for InvalidRealm {}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+    use crate::{authorization::Authorization, credentials::Credentials};
+
+    fn layer() -> AuthLayer<impl Authenticator> {
+        AuthLayer::new(|_: Credentials| async { Ok::<Option<Authorization>, Infallible>(None) })
+    }
+
+    #[test]
+    fn invalid_realm_names_the_realm() {
+        let error = layer().with_realm("a\"b").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            r#"realm "a\"b" is not printable ASCII without '"' or '\'"#
+        );
+        assert!(layer().with_realm("tracking server").is_ok());
+    }
+}

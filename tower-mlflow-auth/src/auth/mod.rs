@@ -1,20 +1,38 @@
 //! [`AuthLayer`]: authenticate every request before it reaches the inner service.
 //!
-//! For each request the middleware
+//! # One request, file by file
 //!
-//! 1. lets [exempt](crate::Exemptions) requests through untouched (they carry no principal);
-//! 2. extracts credentials with [`Authenticator::credentials`](crate::Authenticator::credentials)
-//!    — none or malformed gives 401 at once, without calling the authenticator;
-//! 3. verifies them with [`Authenticator::authenticate`](crate::Authenticator::authenticate);
-//! 4. on success inserts the [`Authorization`](crate::Authorization) principal into the request
-//!    extensions, records its subject on the `auth` tracing span, and calls the inner service;
-//!    otherwise answers 401 (rejected) or 503 (backend failure, logged) — as a trailers-only
-//!    response for gRPC. See [`rejection`](crate::rejection).
+//! The code reads in the order a request meets it:
 //!
-//! `poll_ready` forwards to the inner service, and `call` moves the service that was driven to
-//! readiness into the response future (the clone-and-swap idiom), so layers such as
-//! `ConcurrencyLimit` and `Buffer` work inside it. Because a rejected request still waits for
-//! inner readiness, put concurrency limits and load shedding *inside* `AuthLayer`, so that
+//! 1. **`layer.rs`**, configuration only. [`AuthLayer::new`] takes the authenticator;
+//!    `with_realm`, `with_exemptions` and `with_rejection_response` set the rest. When the
+//!    layer wraps a service it formats the `WWW-Authenticate` values once and builds an
+//!    [`Auth`] that shares them, with the exemptions, across its clones.
+//! 2. **`service.rs`**, the decision. `Auth::call` drops any principal the request already
+//!    carries, then:
+//!    - lets an [exempt](crate::Exemptions) request through untouched (it carries no
+//!      principal);
+//!    - extracts credentials with [`Authenticator::credentials`](crate::Authenticator::credentials);
+//!      none or malformed is a 401 at once, without calling the authenticator;
+//!    - marks the `Authorization` header sensitive, so inner services never log it;
+//!    - asks [`Authenticator::try_accept_now`](crate::Authenticator::try_accept_now) (a cache
+//!      hit, a static token) and on `Some` accepts at once: the principal goes into the
+//!      request extensions and on the `auth` span, and the inner service is called;
+//!    - otherwise boxes [`Authenticator::authenticate`](crate::Authenticator::authenticate)
+//!      and moves the service that was driven to readiness into the response future (the
+//!      clone-and-swap idiom).
+//! 3. **`future.rs`**, the waiting. [`ResponseFuture`] polls the verification; on success it
+//!    takes the same accept path as the shortcut, then polls the inner service's future.
+//! 4. **`authenticator.rs`**, the trait both steps call: how credentials are found and
+//!    verified, closures as authenticators, [`first_of`](crate::first_of).
+//! 5. **`rejection.rs`**, the refusal. The authenticator's answer becomes an accepted
+//!    principal, a 401 (`Ok(None)`) or a 503 (`Err`, logged); a refusal is rendered as 401 with
+//!    the challenges or 503 (the body from a [`RejectionResponse`](crate::RejectionResponse)
+//!    hook), or as a trailers-only response for gRPC. See [`rejection`](crate::rejection).
+//!
+//! `poll_ready` forwards to the inner service, so layers such as `ConcurrencyLimit` and
+//! `Buffer` work inside `AuthLayer`. Because a rejected request still waits for inner
+//! readiness, put concurrency limits and load shedding *inside* `AuthLayer`, so that
 //! requests without valid credentials never hold their permits.
 //!
 //! ```
@@ -23,6 +41,7 @@
 //! use http_body_util::Full;
 //! use bytes::Bytes;
 //! use secrecy::ExposeSecret;
+//! use subtle::ConstantTimeEq;
 //! use tower::{ServiceBuilder, ServiceExt};
 //! use tower_mlflow_auth::{AuthLayer, Authorization, Credentials, Exemptions, Scheme};
 //!
@@ -30,7 +49,9 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let authenticator = |credentials: Credentials| async move {
 //!     Ok::<_, Infallible>(match credentials {
-//!         Credentials::Bearer { token } if token.expose_secret() == "t0ken" => {
+//!         Credentials::Bearer { token }
+//!             if bool::from(token.expose_secret().as_bytes().ct_eq(b"t0ken")) =>
+//!         {
 //!             Some(Authorization::new("ci", Scheme::Bearer))
 //!         }
 //!         _ => None,
@@ -63,4 +84,8 @@ mod future;
 mod layer;
 mod service;
 
-pub use self::{future::ResponseFuture, layer::AuthLayer, layer::ConfigError, service::Auth};
+pub use self::{
+    future::ResponseFuture,
+    layer::{AuthLayer, InvalidRealm},
+    service::Auth,
+};

@@ -6,17 +6,20 @@ use std::{
 
 use http::{Request, Response, header::AUTHORIZATION};
 use tower_service::Service;
-use tracing::field;
+use tracing::{Span, field};
 
 use super::{
     future::{ResponseFuture, Verification},
-    layer::{AuthLayer, Shared},
+    layer::AuthLayer,
 };
 use crate::{
     authenticator::Authenticator,
     authorization::Authorization,
-    credentials::CredentialsError,
-    rejection::{AuthRejection, RejectionResponse, is_grpc},
+    exempt::Exemptions,
+    rejection::{
+        AuthRejection, DefaultRejectionResponse, Protocol, RejectionRenderer, RejectionResponse,
+        verdict,
+    },
 };
 
 /// Middleware that authenticates each request with an [`Authenticator`].
@@ -28,32 +31,33 @@ pub struct Auth<S, A, R> {
     shared: Arc<Shared<R>>,
 }
 
+/// What every clone of an [`Auth`] service shares: the exemptions, and how to reject.
+pub(super) struct Shared<R> {
+    exemptions: Exemptions,
+    renderer: RejectionRenderer<R>,
+}
+
 impl<S, A, R> Auth<S, A, R> {
-    pub(crate) fn from_parts(inner: S, authenticator: A, shared: Arc<Shared<R>>) -> Self {
+    pub(super) fn from_parts(
+        inner: S,
+        authenticator: A,
+        exemptions: Exemptions,
+        renderer: RejectionRenderer<R>,
+    ) -> Self {
         Self {
             inner,
             authenticator,
-            shared,
+            shared: Arc::new(Shared {
+                exemptions,
+                renderer,
+            }),
         }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the middleware, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    tower_mlflow_core::define_inner_service_accessors!();
 }
 
-impl<S, A: Authenticator> Auth<S, A, crate::rejection::DefaultRejectionResponse> {
+impl<S, A: Authenticator> Auth<S, A, DefaultRejectionResponse> {
     /// A layer that wraps services in `Auth`; the same as [`AuthLayer::new`].
     pub fn layer(authenticator: A) -> AuthLayer<A> {
         AuthLayer::new(authenticator)
@@ -90,19 +94,15 @@ where
         }
 
         let (parts, body) = request.into_parts();
-        let grpc = is_grpc(&parts.headers);
+        let protocol = Protocol::of(&parts.headers);
         let credentials = self.authenticator.credentials(&parts);
         let mut request = Request::from_parts(parts, body);
 
         let credentials = match credentials {
             Ok(credentials) => credentials,
             Err(error) => {
-                let rejection = match error {
-                    CredentialsError::Missing => AuthRejection::Missing,
-                    CredentialsError::Malformed(why) => AuthRejection::Malformed(why),
-                };
-                tracing::debug!(parent: &span, %rejection, "request rejected");
-                return ResponseFuture::rejected(self.shared.render(rejection, grpc), span);
+                let response = self.shared.reject(error.into(), protocol, &span);
+                return ResponseFuture::rejected(response, span);
             }
         };
 
@@ -114,24 +114,14 @@ where
         // Answered from memory (a cache hit, a static token): no verification future at all.
         if let Some(principal) = self.authenticator.try_accept_now(&credentials) {
             drop(credentials);
-            span.record("principal", principal.subject());
-            tracing::debug!(parent: &span, "authenticated");
-            request.extensions_mut().insert(principal);
-            return ResponseFuture::inner(self.inner.call(request), span);
+            let future = accept(&mut self.inner, request, principal, &span);
+            return ResponseFuture::inner(future, span);
         }
 
         let scheme = credentials.scheme();
         let authenticator = self.authenticator.clone();
-        let verification: Verification = Box::pin(async move {
-            match authenticator.authenticate(credentials).await {
-                Ok(Some(principal)) => Ok(principal),
-                Ok(None) => Err(AuthRejection::Invalid(scheme)),
-                Err(error) => {
-                    tracing::error!(%error, "authenticator failed; answering 503");
-                    Err(AuthRejection::Unavailable)
-                }
-            }
-        });
+        let verification: Verification =
+            Box::pin(async move { verdict(authenticator.authenticate(credentials).await, scheme) });
 
         // The service driven to readiness goes into the future; this one keeps a fresh clone.
         // See https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
@@ -142,9 +132,43 @@ where
             request,
             inner,
             Arc::clone(&self.shared),
-            grpc,
+            protocol,
             span,
         )
+    }
+}
+
+/// Lets an authenticated request in: the principal goes on the span and into the request
+/// extensions, then the inner service is called. The one accept path, for both the
+/// synchronous shortcut and a finished verification.
+pub(super) fn accept<S, B>(
+    inner: &mut S,
+    mut request: Request<B>,
+    principal: Authorization,
+    span: &Span,
+) -> S::Future
+where
+    S: Service<Request<B>>,
+{
+    span.record("principal", principal.subject());
+    tracing::debug!(parent: span, "authenticated");
+    request.extensions_mut().insert(principal);
+    inner.call(request)
+}
+
+impl<R> Shared<R> {
+    /// Logs a refusal and renders its response.
+    pub(super) fn reject<B: Default>(
+        &self,
+        rejection: AuthRejection,
+        protocol: Protocol,
+        span: &Span,
+    ) -> Response<B>
+    where
+        R: RejectionResponse<B>,
+    {
+        tracing::debug!(parent: span, %rejection, "request rejected");
+        self.renderer.render(rejection, protocol)
     }
 }
 
@@ -165,5 +189,34 @@ impl<S: fmt::Debug, A, R> fmt::Debug for Auth<S, A, R> {
             .field("authenticator", &std::any::type_name::<A>())
             .field("shared", &self.shared)
             .finish()
+    }
+}
+
+impl<R> fmt::Debug for Shared<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("exemptions", &self.exemptions)
+            .field("renderer", &self.renderer)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+    use crate::credentials::Scheme;
+
+    #[tokio::test]
+    async fn accept_hands_the_principal_to_the_inner_service() {
+        let mut inner = tower::service_fn(|request: Request<()>| async move {
+            Ok::<_, Infallible>(request.extensions().get::<Authorization>().cloned())
+        });
+        let alice = Authorization::new("alice", Scheme::Basic);
+        let seen = accept(&mut inner, Request::new(()), alice.clone(), &Span::none())
+            .await
+            .unwrap();
+        assert_eq!(seen, Some(alice));
     }
 }
