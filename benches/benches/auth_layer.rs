@@ -221,7 +221,7 @@ fn bench_auth_layer(c: &mut Criterion) {
 
     // StaticTokens: SHA-256 of the token and a map lookup.
     let tokens = StaticTokens::bearer()
-        .with_token(TOKEN, Authorization::new("ci", Scheme::Bearer))
+        .token(TOKEN, Authorization::new("ci", Scheme::Bearer))
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     let static_tokens = ServiceBuilder::new()
@@ -241,7 +241,7 @@ fn bench_auth_layer(c: &mut Criterion) {
     let hash = bcrypt::hash("alice-password", 10).unwrap_or_else(|e| panic!("{e}"));
     let htpasswd = Htpasswd::parse(&format!("alice:{hash}\n")).unwrap_or_else(|e| panic!("{e}"));
     let cached = Cached::builder(htpasswd.clone())
-        .with_time_to_live(Duration::from_secs(3600))
+        .ttl(Duration::from_secs(3600))
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     let basic_cached = ServiceBuilder::new()

@@ -75,7 +75,8 @@ fn bench(c: &mut Criterion) {
 
     let secret = CachedSecret::builder(Static::new("mlflow-token-5d1f0c7e"))
         .ttl(Duration::from_secs(3600))
-        .build();
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
     let layer = SecretHeaderLayer::builder(secret)
         .template(HeaderTemplate::bearer())
         .allowlist(

@@ -25,7 +25,7 @@ fn chain() -> BoxAuthenticator {
     let users =
         MlflowUsers::from_users([UserRecord::new("bob", WERKZEUG).with_admin(true)]).unwrap();
     let tokens = StaticTokens::bearer()
-        .with_token(
+        .token(
             "ci-token-0123456789",
             Authorization::new("ci", Scheme::Bearer),
         )

@@ -124,7 +124,7 @@ async fn cached_user_is_served_while_wrong_passwords_flood_a_bcrypt_user() {
         }
     };
     let cached = Cached::builder(authenticator)
-        .with_max_concurrent_verifications(PERMITS)
+        .max_concurrent_verifications(PERMITS)
         .build()
         .unwrap();
     let service = ServiceBuilder::new()

@@ -137,11 +137,15 @@ async fn mlflow_users_follow_a_real_mlflow_server() {
     let interval = Duration::from_secs(1);
     let users = MlflowUsers::builder()
         .refresh_interval(interval)
-        .sqlite(server.auth_db());
+        .sqlite(server.auth_db())
+        .build()
+        .unwrap();
     // One that only reloads when told to.
     let manual = MlflowUsers::builder()
         .refresh_interval(Duration::from_secs(3600))
-        .sqlite(server.auth_db());
+        .sqlite(server.auth_db())
+        .build()
+        .unwrap();
     manual.refresh().await.unwrap();
 
     let who = check(&users, ALICE, "alice-password-1")

@@ -98,7 +98,8 @@ async fn secrets_manager_against_moto() {
         .unwrap();
     let secret = CachedSecret::builder(source.clone())
         .ttl(Duration::from_secs(1))
-        .build();
+        .build()
+        .unwrap();
     assert_eq!(
         secret.get().await.unwrap().secret().expose_secret(),
         r#"{"token":"first"}"#
@@ -180,7 +181,8 @@ async fn secrets_manager_against_moto() {
         calls: calls.clone(),
     })
     .max_attempts(5)
-    .build();
+    .build()
+    .unwrap();
     assert!(counted.get().await.is_err());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }

@@ -59,7 +59,7 @@ fn app(args: &Args) -> Result<Router, String> {
         Some("bearer") => {
             let token = args.token.clone().ok_or("--mode bearer needs --token")?;
             let tokens = StaticTokens::bearer()
-                .with_token(token, Authorization::new("bench", Scheme::Bearer))
+                .token(token, Authorization::new("bench", Scheme::Bearer))
                 .build()
                 .map_err(|e| e.to_string())?;
             Ok(router.layer(AuthLayer::new(tokens)))
@@ -71,7 +71,7 @@ fn app(args: &Args) -> Result<Router, String> {
                 .ok_or("--mode basic-cached needs --htpasswd")?;
             let htpasswd = Htpasswd::from_file(path).map_err(|e| e.to_string())?;
             let cached = Cached::builder(htpasswd)
-                .with_time_to_live(Duration::from_secs(60))
+                .ttl(Duration::from_secs(60))
                 .build()
                 .map_err(|e| e.to_string())?;
             Ok(router.layer(AuthLayer::new(cached)))

@@ -15,7 +15,7 @@ const TOKEN: &str = "grpc-demo-token-7f3a";
 #[tokio::main]
 async fn main() -> ExitCode {
     let tokens = match StaticTokens::bearer()
-        .with_token(TOKEN, Authorization::new("demo-client", Scheme::Bearer))
+        .token(TOKEN, Authorization::new("demo-client", Scheme::Bearer))
         .build()
     {
         Ok(tokens) => tokens,

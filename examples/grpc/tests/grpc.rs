@@ -5,7 +5,7 @@ use tower_mlflow_auth::{Authorization, Scheme, authenticators::StaticTokens};
 
 async fn start() -> std::net::SocketAddr {
     let tokens = StaticTokens::bearer()
-        .with_token(
+        .token(
             "right-token-123",
             Authorization::new("trainer", Scheme::Bearer),
         )

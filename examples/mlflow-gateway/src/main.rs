@@ -148,7 +148,7 @@ async fn authenticator(args: &Args) -> Result<BoxAuthenticator, Box<dyn std::err
             Ok(a)
         } else {
             Ok(BoxAuthenticator::new(
-                Cached::builder(a).with_time_to_live(cache_ttl).build()?,
+                Cached::builder(a).ttl(cache_ttl).build()?,
             ))
         }
     };
@@ -160,7 +160,8 @@ async fn authenticator(args: &Args) -> Result<BoxAuthenticator, Box<dyn std::err
     if let Some(path) = &args.mlflow_auth_db {
         let users = MlflowUsers::builder()
             .refresh_interval(Duration::from_secs(args.users_refresh))
-            .sqlite(path);
+            .sqlite(path)
+            .build()?;
         users.refresh().await?;
         chain.push(cached(BoxAuthenticator::new(users))?);
     }

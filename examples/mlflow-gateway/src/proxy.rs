@@ -138,10 +138,10 @@ impl Proxy {
         for name in spoofed {
             parts.headers.remove(name);
         }
-        if let Some(principal) = parts.extensions.get::<Authorization>() {
-            if let Ok(value) = HeaderValue::from_str(principal.subject()) {
-                parts.headers.insert(self.user_header.clone(), value);
-            }
+        if let Some(principal) = parts.extensions.get::<Authorization>()
+            && let Ok(value) = HeaderValue::from_str(principal.subject())
+        {
+            parts.headers.insert(self.user_header.clone(), value);
         }
         if !self.forward_authorization {
             parts.headers.remove(AUTHORIZATION);

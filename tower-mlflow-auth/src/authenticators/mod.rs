@@ -8,34 +8,39 @@
 //! | `Jwt` | `jwt` | Bearer JWTs verified against a JWKS or OIDC discovery |
 //! | `Cached` | `cache` | wraps any authenticator with a verified-credential cache |
 
-// Each helper edits only its own block below.
-
-// -- htpasswd --
 #[cfg(feature = "htpasswd")]
-mod htpasswd;
+pub(crate) mod htpasswd;
 #[cfg(feature = "htpasswd")]
-pub use self::htpasswd::*;
+#[cfg_attr(docsrs, doc(cfg(feature = "htpasswd")))]
+pub use self::htpasswd::{
+    Htpasswd, HtpasswdBuildError, HtpasswdBuilder, HtpasswdError, HtpasswdHashFormat,
+    HtpasswdLineError,
+};
 
-// -- mlflow-users --
 #[cfg(feature = "mlflow-users")]
-mod mlflow_users;
+pub(crate) mod mlflow_users;
 #[cfg(feature = "mlflow-users")]
-pub use self::mlflow_users::*;
+#[cfg_attr(docsrs, doc(cfg(feature = "mlflow-users")))]
+pub use self::mlflow_users::{
+    InvalidUserRecord, MlflowUsers, MlflowUsersBuildError, MlflowUsersBuilder, MlflowUsersError,
+    SqliteUserStore, UserRecord, UserStore, UserStoreError, WerkzeugHashError, WerkzeugLimits,
+};
 
-// -- static-tokens --
 #[cfg(feature = "static-tokens")]
 mod static_tokens;
 #[cfg(feature = "static-tokens")]
-pub use self::static_tokens::*;
+#[cfg_attr(docsrs, doc(cfg(feature = "static-tokens")))]
+pub use self::static_tokens::{StaticTokens, StaticTokensBuildError, StaticTokensBuilder};
 
-// -- jwt --
 #[cfg(feature = "jwt")]
 mod jwt;
 #[cfg(feature = "jwt")]
-pub use self::jwt::*;
+pub use self::jwt::{
+    ClaimPath, Jwt, JwtAlgorithm, JwtBuildError, JwtBuilder, JwtError, JwtErrorKind,
+};
 
-// -- cache --
 #[cfg(feature = "cache")]
 mod cached;
 #[cfg(feature = "cache")]
-pub use self::cached::*;
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use self::cached::{Cached, CachedBuildError, CachedBuilder, CachedError};

@@ -64,8 +64,8 @@ impl Hash for TokenDigest {
 ///
 /// // `Authorization: Bearer <token>`
 /// let tokens = StaticTokens::bearer()
-///     .with_token("ci-token-5d1f0c7e", Authorization::new("ci", Scheme::Bearer))
-///     .with_token(
+///     .token("ci-token-5d1f0c7e", Authorization::new("ci", Scheme::Bearer))
+///     .token(
 ///         String::from("ops-token-9a2b44d1"),
 ///         Authorization::new("ops", Scheme::Bearer).with_admin(true),
 ///     )
@@ -74,17 +74,17 @@ impl Hash for TokenDigest {
 ///
 /// // `X-Api-Key: <key>`
 /// let keys = StaticTokens::header(HeaderName::from_static("x-api-key"))
-///     .with_token("k-123-abc", Authorization::new("exporter", Scheme::Header))
+///     .token("k-123-abc", Authorization::new("exporter", Scheme::Header))
 ///     .build()?;
 /// # let _ = (layer, keys);
-/// # Ok::<(), tower_mlflow_auth::authenticators::StaticTokensError>(())
+/// # Ok::<(), tower_mlflow_auth::authenticators::StaticTokensBuildError>(())
 /// ```
 ///
 /// # Challenges
 ///
 /// Bearer mode answers a 401 with `WWW-Authenticate: Bearer …` (RFC 6750). API keys in a
 /// custom header have no standard challenge, so header mode sends **no** `WWW-Authenticate`
-/// header by default; set one with [`StaticTokensBuilder::with_challenge`], for example
+/// header by default; set one with [`StaticTokensBuilder::challenge`], for example
 /// `Challenge::custom("ApiKey")`, if your clients expect it.
 ///
 /// # Cost
@@ -122,7 +122,7 @@ impl StaticTokens {
     ///
     /// Surrounding whitespace is trimmed and the header must appear once (see
     /// [`Credentials::from_header`]). 401s carry no `WWW-Authenticate` header unless one is
-    /// set with [`StaticTokensBuilder::with_challenge`].
+    /// set with [`StaticTokensBuilder::challenge`].
     #[must_use]
     pub fn header(name: HeaderName) -> StaticTokensBuilder {
         StaticTokensBuilder::new(TokenSource::Header(name), Vec::new())
@@ -200,10 +200,10 @@ impl fmt::Debug for StaticTokens {
 /// tokens can be added in a chain.
 pub struct StaticTokensBuilder {
     source: TokenSource,
-    /// Each digest with the position of its `with_token` call, for error messages.
+    /// Each digest with the position of its `token` call, for error messages.
     tokens: HashMap<TokenDigest, (usize, Authorization)>,
     challenges: Vec<Challenge>,
-    error: Option<StaticTokensError>,
+    error: Option<StaticTokensBuildError>,
 }
 
 impl StaticTokensBuilder {
@@ -223,7 +223,7 @@ impl StaticTokensBuilder {
     /// presented in a bearer token or a trimmed header; and it must not repeat an earlier
     /// one. Otherwise [`build`](Self::build) fails, naming the token's position.
     #[must_use]
-    pub fn with_token(mut self, token: impl Into<SecretString>, principal: Authorization) -> Self {
+    pub fn token(mut self, token: impl Into<SecretString>, principal: Authorization) -> Self {
         let token: SecretString = token.into();
         let position = self.tokens.len() + 1;
         if self.error.is_some() {
@@ -231,17 +231,17 @@ impl StaticTokensBuilder {
         }
         let token = token.expose_secret();
         if token.is_empty() {
-            self.error = Some(StaticTokensError::EmptyToken { position });
+            self.error = Some(StaticTokensBuildError::EmptyToken { position });
             return self;
         }
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            self.error = Some(StaticTokensError::InvalidCharacters { position });
+            self.error = Some(StaticTokensBuildError::InvalidCharacters { position });
             return self;
         }
         match self.tokens.entry(TokenDigest::of(token)) {
             Entry::Occupied(first) => {
                 let first = first.get().0;
-                self.error = Some(StaticTokensError::DuplicateToken { position, first });
+                self.error = Some(StaticTokensBuildError::DuplicateToken { position, first });
             }
             Entry::Vacant(slot) => {
                 slot.insert((position, principal));
@@ -253,14 +253,14 @@ impl StaticTokensBuilder {
     /// Sends `challenge` in the `WWW-Authenticate` header of a 401, instead of the default
     /// (`Bearer` in bearer mode, none in header mode).
     #[must_use]
-    pub fn with_challenge(mut self, challenge: Challenge) -> Self {
+    pub fn challenge(mut self, challenge: Challenge) -> Self {
         self.challenges = vec![challenge];
         self
     }
 
     /// Sends no `WWW-Authenticate` header on a 401.
     #[must_use]
-    pub fn without_challenge(mut self) -> Self {
+    pub fn no_challenge(mut self) -> Self {
         self.challenges.clear();
         self
     }
@@ -269,8 +269,8 @@ impl StaticTokensBuilder {
     ///
     /// # Errors
     ///
-    /// The first [`StaticTokensError`] met by [`with_token`](Self::with_token).
-    pub fn build(self) -> Result<StaticTokens, StaticTokensError> {
+    /// The first [`StaticTokensBuildError`] met by [`token`](Self::token).
+    pub fn build(self) -> Result<StaticTokens, StaticTokensBuildError> {
         if let Some(error) = self.error {
             return Err(error);
         }
@@ -300,10 +300,10 @@ impl fmt::Debug for StaticTokensBuilder {
 }
 
 /// A mistake in a [`StaticTokens`] configuration. Tokens are named by their position
-/// (1 for the first [`with_token`](StaticTokensBuilder::with_token) call), never by value.
+/// (1 for the first [`token`](StaticTokensBuilder::token) call), never by value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum StaticTokensError {
+pub enum StaticTokensBuildError {
     /// A token is empty.
     EmptyToken {
         /// The token's position, from 1.
@@ -324,7 +324,7 @@ pub enum StaticTokensError {
     },
 }
 
-impl fmt::Display for StaticTokensError {
+impl fmt::Display for StaticTokensBuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::EmptyToken { position } => write!(f, "static token #{position} is empty"),
@@ -339,7 +339,7 @@ impl fmt::Display for StaticTokensError {
     }
 }
 
-impl std::error::Error for StaticTokensError {}
+impl std::error::Error for StaticTokensBuildError {}
 
 #[cfg(test)]
 mod tests {
@@ -361,8 +361,8 @@ mod tests {
 
     fn two_bearer_tokens() -> StaticTokens {
         StaticTokens::bearer()
-            .with_token("tok-alpha", Authorization::new("alpha", Scheme::Bearer))
-            .with_token(
+            .token("tok-alpha", Authorization::new("alpha", Scheme::Bearer))
+            .token(
                 SecretString::from("tok-beta"),
                 Authorization::new("beta", Scheme::Bearer).with_admin(true),
             )
@@ -439,7 +439,7 @@ mod tests {
     #[tokio::test]
     async fn header_mode_accepts_only_its_own_header() {
         let keys = StaticTokens::header(api_key())
-            .with_token("k-1", Authorization::new("svc", Scheme::Header))
+            .token("k-1", Authorization::new("svc", Scheme::Header))
             .build()
             .unwrap();
         let own = Credentials::Header {
@@ -478,25 +478,28 @@ mod tests {
     fn bad_tokens_are_config_errors_naming_the_position() {
         let principal = || Authorization::new("p", Scheme::Bearer);
         let err = StaticTokens::bearer()
-            .with_token("ok", principal())
-            .with_token("", principal())
+            .token("ok", principal())
+            .token("", principal())
             .build()
             .unwrap_err();
-        assert_eq!(err, StaticTokensError::EmptyToken { position: 2 });
+        assert_eq!(err, StaticTokensBuildError::EmptyToken { position: 2 });
         let err = StaticTokens::bearer()
-            .with_token("has space", principal())
-            .build()
-            .unwrap_err();
-        assert_eq!(err, StaticTokensError::InvalidCharacters { position: 1 });
-        let err = StaticTokens::bearer()
-            .with_token("a", principal())
-            .with_token("b", principal())
-            .with_token("a", principal())
+            .token("has space", principal())
             .build()
             .unwrap_err();
         assert_eq!(
             err,
-            StaticTokensError::DuplicateToken {
+            StaticTokensBuildError::InvalidCharacters { position: 1 }
+        );
+        let err = StaticTokens::bearer()
+            .token("a", principal())
+            .token("b", principal())
+            .token("a", principal())
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            StaticTokensBuildError::DuplicateToken {
                 position: 3,
                 first: 1
             }
@@ -525,10 +528,16 @@ mod tests {
         assert!(keys.challenges().is_empty());
         let api_key_challenge = Challenge::custom("ApiKey").unwrap();
         let keys = StaticTokens::header(api_key())
-            .with_challenge(api_key_challenge.clone())
+            .challenge(api_key_challenge.clone())
             .build()
             .unwrap();
         assert_eq!(keys.challenges(), [api_key_challenge]);
+    }
+
+    #[test]
+    fn no_challenge_drops_the_default_bearer_challenge() {
+        let tokens = StaticTokens::bearer().no_challenge().build().unwrap();
+        assert!(tokens.challenges().is_empty());
     }
 
     async fn status_through_layer(
@@ -575,7 +584,7 @@ mod tests {
     async fn behind_the_layer_header_mode_401_has_no_challenge_by_default() {
         let keys = || {
             StaticTokens::header(api_key())
-                .with_token("k-1", Authorization::new("svc", Scheme::Header))
+                .token("k-1", Authorization::new("svc", Scheme::Header))
                 .build()
                 .unwrap()
         };

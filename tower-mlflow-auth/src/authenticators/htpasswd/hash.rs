@@ -1,185 +1,27 @@
-//! One htpasswd line: its parser, the stored hash formats and their verification.
+//! A stored htpasswd hash: the formats, their validation and their verification.
 //!
 //! Everything here is synchronous and pure; [`super::Htpasswd`] decides where the slow
 //! verifications run.
 
-use std::{fmt, str::FromStr, sync::Arc};
+use std::str::FromStr;
 
 use base64::Engine as _;
-use md5::{Digest as _, Md5};
 use sha_crypt::{PasswordVerifier as _, ShaCrypt};
-use sha1::Sha1;
+use sha1::{Digest as _, Sha1};
 use subtle::ConstantTimeEq as _;
 
+use super::{
+    line::{HtpasswdHashFormat, HtpasswdLineError},
+    md5_crypt::{encode_md5_crypt, md5_crypt},
+};
+
 /// The alphabet of crypt(3)'s base64 ("`./0-9A-Za-z`"), used by MD5-crypt, SHA-crypt and DES.
-const CRYPT_ALPHABET: &[u8; 64] =
+pub(super) const CRYPT_ALPHABET: &[u8; 64] =
     b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// Rounds of SHA-crypt when a hash names none, and the range glibc produces.
 const SHA_CRYPT_DEFAULT_ROUNDS: u32 = 5_000;
 const SHA_CRYPT_ROUNDS: std::ops::RangeInclusive<u32> = 1_000..=999_999_999;
-
-/// The hash formats an htpasswd file may use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum HtpasswdHashFormat {
-    /// bcrypt, `$2y$` (Apache `htpasswd -B`), `$2a$` or `$2b$`.
-    Bcrypt,
-    /// Apache's MD5 variant `$apr1$` (`htpasswd -m`, the default of `htpasswd`).
-    Apr1,
-    /// MD5-crypt `$1$` (`openssl passwd -1`), the same algorithm as APR1 with another prefix.
-    Md5Crypt,
-    /// SHA-256-crypt `$5$` (`htpasswd -2`, `openssl passwd -5`), with optional `rounds=`.
-    Sha256Crypt,
-    /// SHA-512-crypt `$6$` (`htpasswd -5`, `openssl passwd -6`), with optional `rounds=`.
-    Sha512Crypt,
-    /// `{SHA}` followed by base64 of the unsalted SHA-1 digest (`htpasswd -s`).
-    Sha1,
-}
-
-impl fmt::Display for HtpasswdHashFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(match self {
-            Self::Bcrypt => "bcrypt",
-            Self::Apr1 => "APR1-MD5 ($apr1$)",
-            Self::Md5Crypt => "MD5-crypt ($1$)",
-            Self::Sha256Crypt => "SHA-256-crypt ($5$)",
-            Self::Sha512Crypt => "SHA-512-crypt ($6$)",
-            Self::Sha1 => "{SHA}",
-        })
-    }
-}
-
-/// Why one line of an htpasswd file was refused.
-///
-/// Neither `Display` nor `Debug` ever shows the line's hash or password.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HtpasswdLineError {
-    /// The line is not valid UTF-8.
-    NotUtf8,
-    /// The line has no `:` between user and hash.
-    MissingColon,
-    /// The user name before the `:` is empty.
-    EmptyUsername,
-    /// The password is stored as plain text (or in a form this crate does not recognise).
-    PlainText,
-    /// A 13-character DES-crypt hash (`htpasswd -d`), which keeps only 8 password characters.
-    DesCrypt,
-    /// A hash format that is recognised but not supported, such as `$2x$`, `{SSHA}`,
-    /// `$argon2…` or yescrypt `$y$`.
-    UnsupportedFormat,
-    /// A hash of a supported format that is malformed (wrong length, bad characters,
-    /// SHA-crypt rounds outside 1000..=999999999, bcrypt cost outside 4..=31).
-    Malformed(HtpasswdHashFormat),
-}
-
-impl fmt::Display for HtpasswdLineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotUtf8 => f.write_str("not valid UTF-8"),
-            Self::MissingColon => f.write_str("no `:` between user name and hash"),
-            Self::EmptyUsername => f.write_str("empty user name"),
-            Self::PlainText => f.write_str(
-                "plain-text password or unrecognised hash; use bcrypt (`htpasswd -B`) instead",
-            ),
-            Self::DesCrypt => f.write_str(
-                "DES-crypt hash (it ignores all but 8 password characters); use bcrypt (`htpasswd -B`) instead",
-            ),
-            Self::UnsupportedFormat => f.write_str(
-                "unsupported hash format (supported: bcrypt $2y$/$2a$/$2b$, $apr1$, $1$, $5$, $6$, {SHA})",
-            ),
-            Self::Malformed(format) => write!(f, "malformed {format} hash"),
-        }
-    }
-}
-
-impl std::error::Error for HtpasswdLineError {}
-
-/// One user of an htpasswd file: the user name and the parsed hash.
-///
-/// `Debug` shows the user name and the hash format, never the hash.
-#[derive(Clone)]
-pub struct HtpasswdEntry {
-    pub(super) username: Box<str>,
-    pub(super) hash: Arc<StoredHash>,
-}
-
-impl HtpasswdEntry {
-    /// The user name.
-    #[must_use]
-    pub fn username(&self) -> &str {
-        &self.username
-    }
-
-    /// The format of the stored hash.
-    #[must_use]
-    pub fn format(&self) -> HtpasswdHashFormat {
-        self.hash.format()
-    }
-
-    /// Checks `password` against the stored hash, in constant time with respect to the hash.
-    ///
-    /// This runs the hash function on the calling thread: bcrypt and SHA-crypt take
-    /// milliseconds or more. [`Htpasswd`](super::Htpasswd) moves that work off the async
-    /// runtime; call this directly only from blocking code.
-    #[must_use]
-    pub fn verify_blocking(&self, password: &[u8]) -> bool {
-        self.hash.verify(password)
-    }
-}
-
-impl fmt::Debug for HtpasswdEntry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HtpasswdEntry")
-            .field("username", &self.username)
-            .field("format", &self.format())
-            .finish()
-    }
-}
-
-/// Parses one line of an htpasswd file, the way Apache's `mod_authn_file` reads it.
-///
-/// - Leading and trailing whitespace (including a `\r` from CRLF files) is ignored.
-/// - Blank lines and lines starting with `#` give `Ok(None)`.
-/// - Otherwise the line is `user:hash`, split at the first `:`; like Apache and nginx, a
-///   further `:` ends the hash and the rest of the line is a comment.
-///
-/// The hash must be one of the [`HtpasswdHashFormat`]s and well formed; its parameters are
-/// checked here so that a bad entry fails when the file is loaded, not at the first login.
-///
-/// ```
-/// use tower_mlflow_auth::authenticators::{HtpasswdHashFormat, HtpasswdLineError, parse_htpasswd_line};
-///
-/// let entry = parse_htpasswd_line("alice:$apr1$abcdefgh$aDPo2xmbXHAQSzMtOEWhn/").unwrap().unwrap();
-/// assert_eq!(entry.username(), "alice");
-/// assert_eq!(entry.format(), HtpasswdHashFormat::Apr1);
-/// assert!(entry.verify_blocking(b"mlflow-pass"));
-///
-/// assert!(parse_htpasswd_line("# a comment").unwrap().is_none());
-/// assert_eq!(parse_htpasswd_line("bob:hunter2").unwrap_err(), HtpasswdLineError::PlainText);
-/// ```
-///
-/// # Errors
-///
-/// A [`HtpasswdLineError`] saying what is wrong, without repeating the hash.
-pub fn parse_htpasswd_line(line: &str) -> Result<Option<HtpasswdEntry>, HtpasswdLineError> {
-    let line = line.trim_matches(|c: char| c.is_ascii_whitespace());
-    if line.is_empty() || line.starts_with('#') {
-        return Ok(None);
-    }
-    let (username, rest) = line
-        .split_once(':')
-        .ok_or(HtpasswdLineError::MissingColon)?;
-    if username.is_empty() {
-        return Err(HtpasswdLineError::EmptyUsername);
-    }
-    let hash = rest.split_once(':').map_or(rest, |(hash, _comment)| hash);
-    Ok(Some(HtpasswdEntry {
-        username: username.into(),
-        hash: Arc::new(StoredHash::parse(hash)?),
-    }))
-}
 
 /// A parsed, validated hash.
 pub(super) enum StoredHash {
@@ -237,7 +79,7 @@ pub(super) enum WorkClass {
 }
 
 impl StoredHash {
-    fn parse(hash: &str) -> Result<Self, HtpasswdLineError> {
+    pub(super) fn parse(hash: &str) -> Result<Self, HtpasswdLineError> {
         use HtpasswdHashFormat as F;
         use HtpasswdLineError as E;
 
@@ -444,85 +286,10 @@ fn canonical_crypt64(text: &[u8], last_limit: usize) -> Option<&[u8]> {
     (last < last_limit && text.iter().all(|b| position(b).is_some())).then_some(text)
 }
 
-/// MD5-crypt as written by Poul-Henning Kamp and used by Apache for `$apr1$` (APR's
-/// `apr_md5_encode`) and by glibc for `$1$`; only the magic prefix differs.
-fn md5_crypt(password: &[u8], salt: &[u8], magic: &[u8]) -> [u8; 16] {
-    let alternate = Md5::new()
-        .chain_update(password)
-        .chain_update(salt)
-        .chain_update(password)
-        .finalize();
-
-    let mut context = Md5::new();
-    context.update(password);
-    context.update(magic);
-    context.update(salt);
-    // As many bytes of the alternate digest as the password has, 16 at a time.
-    for chunk_start in (0..password.len()).step_by(16) {
-        let len = (password.len() - chunk_start).min(16);
-        context.update(&alternate[..len]);
-    }
-    // For each bit of the password length, low bit first: a zero byte for 1, the
-    // password's first byte for 0. (The loop runs only for a non-empty password.)
-    let mut bits = password.len();
-    while bits != 0 {
-        if bits & 1 == 1 {
-            context.update([0u8]);
-        } else {
-            context.update(&password[..1]);
-        }
-        bits >>= 1;
-    }
-    let mut digest: [u8; 16] = context.finalize().into();
-
-    // 1000 rounds to slow down brute force.
-    for round in 0..1000 {
-        let mut context = Md5::new();
-        if round % 2 == 1 {
-            context.update(password);
-        } else {
-            context.update(digest);
-        }
-        if round % 3 != 0 {
-            context.update(salt);
-        }
-        if round % 7 != 0 {
-            context.update(password);
-        }
-        if round % 2 == 1 {
-            context.update(digest);
-        } else {
-            context.update(password);
-        }
-        digest = context.finalize().into();
-    }
-    digest
-}
-
-/// The 22-character crypt(3) base64 of an MD5-crypt digest, in its byte order.
-fn encode_md5_crypt(digest: &[u8; 16]) -> [u8; 22] {
-    const GROUPS: [[usize; 3]; 5] = [[0, 6, 12], [1, 7, 13], [2, 8, 14], [3, 9, 15], [4, 10, 5]];
-    let mut out = [0u8; 22];
-    let mut chars = out.iter_mut();
-    let mut put = |mut value: u32, count: usize| {
-        for slot in chars.by_ref().take(count) {
-            *slot = CRYPT_ALPHABET[(value & 0x3f) as usize];
-            value >>= 6;
-        }
-    };
-    for [a, b, c] in GROUPS {
-        put(
-            u32::from(digest[a]) << 16 | u32::from(digest[b]) << 8 | u32::from(digest[c]),
-            4,
-        );
-    }
-    put(u32::from(digest[11]), 2);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authenticators::htpasswd::line::{HtpasswdEntry, parse_htpasswd_line};
 
     const PASSWORD: &[u8] = b"mlflow-pass";
 
@@ -611,152 +378,6 @@ mod tests {
         // `openssl passwd -apr1 -salt abcdefgh` of 40 × "x" (exercises the 16-byte chunks).
         let entry = entry("u:$apr1$abcdefgh$7h4098paklNpzdB9KwCdh/");
         assert!(entry.verify_blocking("x".repeat(40).as_bytes()));
-    }
-
-    #[test]
-    fn blank_and_comment_lines_are_skipped() {
-        for line in ["", "   ", "\r", "# alice:$apr1$x$y", "  # indented comment"] {
-            assert!(parse_htpasswd_line(line).unwrap().is_none(), "{line:?}");
-        }
-    }
-
-    #[test]
-    fn crlf_and_surrounding_whitespace_are_ignored() {
-        let entry = entry("  alice:{SHA}Vm5wFmcHTQtCu7kCWsKiMBNgg94=\r");
-        assert_eq!(entry.username(), "alice");
-        assert!(entry.verify_blocking(PASSWORD));
-    }
-
-    #[test]
-    fn text_after_a_second_colon_is_a_comment() {
-        let entry = entry("alice:{SHA}Vm5wFmcHTQtCu7kCWsKiMBNgg94=:Alice Liddell");
-        assert!(entry.verify_blocking(PASSWORD));
-    }
-
-    #[test]
-    fn plain_text_is_refused() {
-        for line in ["bob:hunter2", "bob:", "bob:{PLAIN}hunter2", "bob: $apr1$"] {
-            assert_eq!(
-                parse_htpasswd_line(line).unwrap_err(),
-                HtpasswdLineError::PlainText,
-                "{line}"
-            );
-        }
-    }
-
-    #[test]
-    fn des_crypt_is_refused() {
-        // `htpasswd -nbd alice mlflow-pass`
-        assert_eq!(
-            parse_htpasswd_line("alice:UkEFylJv.NouA").unwrap_err(),
-            HtpasswdLineError::DesCrypt
-        );
-    }
-
-    #[test]
-    fn unknown_formats_are_refused() {
-        for hash in [
-            "$2x$05$O3cpwl/0eErvy3EaKaKpQelXeavfRGTTY0GryPu5TSpbSNg0yO.bi",
-            "{SSHA}abcdefgh",
-            "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
-            "$y$j9T$salt$hash",
-            "$",
-        ] {
-            assert_eq!(
-                parse_htpasswd_line(&format!("u:{hash}")).unwrap_err(),
-                HtpasswdLineError::UnsupportedFormat,
-                "{hash}"
-            );
-        }
-    }
-
-    #[test]
-    fn missing_colon_and_empty_user_are_refused() {
-        assert_eq!(
-            parse_htpasswd_line("alice").unwrap_err(),
-            HtpasswdLineError::MissingColon
-        );
-        assert_eq!(
-            parse_htpasswd_line(":{SHA}Vm5wFmcHTQtCu7kCWsKiMBNgg94=").unwrap_err(),
-            HtpasswdLineError::EmptyUsername
-        );
-    }
-
-    #[test]
-    fn malformed_hashes_name_their_format() {
-        use HtpasswdHashFormat as F;
-        let cases = [
-            (
-                "$2y$05$O3cpwl/0eErvy3EaKaKpQelXeavfRGTTY0GryPu5TSpbSNg0yO.b",
-                F::Bcrypt,
-            ),
-            (
-                "$2y$03$O3cpwl/0eErvy3EaKaKpQelXeavfRGTTY0GryPu5TSpbSNg0yO.bi",
-                F::Bcrypt,
-            ),
-            (
-                "$2y$05$O3cpwl/0eErvy3EaKaKpQelXeavfRGTTY0GryPu5TSpbSNg0yO.b!",
-                F::Bcrypt,
-            ),
-            ("$apr1$abcdefgh$aDPo2xmbXHAQSzMtOEWhn", F::Apr1),
-            ("$apr1$abcdefgh$aDPo2xmbXHAQSzMtOEWhnz", F::Apr1),
-            ("$apr1$abcdefghi$aDPo2xmbXHAQSzMtOEWhn/", F::Apr1),
-            ("$apr1$abcdefgh", F::Apr1),
-            ("$1$abcdefgh$TW0g6lKcKhN/MGo8nVK1o.$", F::Md5Crypt),
-            (
-                "$5$abcdefgh$KzrGjP85ZKXMYI7OPpLdRWkjzBvZ3RhEh28or1NXB7",
-                F::Sha256Crypt,
-            ),
-            (
-                "$5$rounds=999$abcdefgh$KzrGjP85ZKXMYI7OPpLdRWkjzBvZ3RhEh28or1NXB73",
-                F::Sha256Crypt,
-            ),
-            (
-                "$5$rounds=05000$abcdefgh$KzrGjP85ZKXMYI7OPpLdRWkjzBvZ3RhEh28or1NXB73",
-                F::Sha256Crypt,
-            ),
-            (
-                "$5$rounds=x$abcdefgh$KzrGjP85ZKXMYI7OPpLdRWkjzBvZ3RhEh28or1NXB73",
-                F::Sha256Crypt,
-            ),
-            (
-                "$5$$KzrGjP85ZKXMYI7OPpLdRWkjzBvZ3RhEh28or1NXB73",
-                F::Sha256Crypt,
-            ),
-            (
-                "$5$a*b$KzrGjP85ZKXMYI7OPpLdRWkjzBvZ3RhEh28or1NXB73",
-                F::Sha256Crypt,
-            ),
-            (
-                "$5$abcdefghijklmnopq$KzrGjP85ZKXMYI7OPpLdRWkjzBvZ3RhEh28or1NXB73",
-                F::Sha256Crypt,
-            ),
-            ("$6$abcdefgh$NQmG3NNsBB04aFTDHKX5w2ttt", F::Sha512Crypt),
-            ("{SHA}Vm5wFmcHTQtCu7kCWsKiMBNgg94", F::Sha1),
-            ("{SHA}Vm5wFmcHTQtCu7kCWsKiMBNgg95=", F::Sha1),
-            ("{SHA}!m5wFmcHTQtCu7kCWsKiMBNgg94=", F::Sha1),
-        ];
-        for (hash, format) in cases {
-            assert_eq!(
-                parse_htpasswd_line(&format!("u:{hash}")).unwrap_err(),
-                HtpasswdLineError::Malformed(format),
-                "{hash}"
-            );
-        }
-    }
-
-    #[test]
-    fn errors_and_debug_never_show_the_hash() {
-        let hash = "$apr1$abcdefgh$aDPo2xmbXHAQSzMtOEWhn";
-        let error = parse_htpasswd_line(&format!("alice:{hash}")).unwrap_err();
-        for text in [error.to_string(), format!("{error:?}")] {
-            assert!(!text.contains("aDPo2xmb"), "{text}");
-        }
-        let entry = entry("alice:$apr1$abcdefgh$aDPo2xmbXHAQSzMtOEWhn/");
-        let debug = format!("{entry:?}");
-        assert!(
-            debug.contains("alice") && !debug.contains("aDPo2xmb") && !debug.contains("abcdefgh")
-        );
     }
 
     #[test]

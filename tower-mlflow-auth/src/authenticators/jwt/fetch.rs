@@ -1,6 +1,6 @@
 //! Fetching the discovery document and the JWKS over HTTP(S), with a timeout and a size cap.
 
-use std::{net::IpAddr, time::Duration};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri, header};
@@ -10,8 +10,9 @@ use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
 };
 use serde_json::Value;
+use tower_mlflow_core::net::is_loopback_host;
 
-use super::{JwtConfigError, JwtError, JwtErrorKind};
+use super::{JwtError, JwtErrorKind};
 
 #[cfg(not(feature = "jwt-tls"))]
 type Connector = HttpConnector;
@@ -39,17 +40,11 @@ impl UrlPolicy {
         match uri.scheme_str() {
             Some("https") if cfg!(feature = "jwt-tls") => Ok(uri),
             Some("https") => Err(JwtErrorKind::HttpsUnsupported),
-            Some("http") if self.allow_insecure_http || is_loopback(host) => Ok(uri),
+            Some("http") if self.allow_insecure_http || is_loopback_host(host) => Ok(uri),
             Some("http") => Err(JwtErrorKind::InsecureUrl),
             _ => Err(JwtErrorKind::InvalidUrl),
         }
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A small GET-JSON client on hyper-util's pooled client.
@@ -64,17 +59,13 @@ impl Fetcher {
     pub(super) fn new(
         timeout: Duration,
         max_body: usize,
-        #[cfg(feature = "jwt-tls")] tls: Option<rustls::ClientConfig>,
-    ) -> Result<Self, JwtConfigError> {
+        #[cfg(feature = "jwt-tls")] tls: rustls::ClientConfig,
+    ) -> Self {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(timeout));
         #[cfg(feature = "jwt-tls")]
         let connector = {
             http.enforce_http(false);
-            let tls = match tls {
-                Some(config) => config,
-                None => default_tls_config()?,
-            };
             hyper_rustls::HttpsConnectorBuilder::new()
                 .with_tls_config(tls)
                 .https_or_http()
@@ -87,11 +78,11 @@ impl Fetcher {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Ok(Self {
+        Self {
             client,
             timeout,
             max_body,
-        })
+        }
     }
 
     /// GETs `uri` and parses the body as a JSON object.
@@ -160,19 +151,4 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
-}
-
-/// TLS with the Mozilla roots from `webpki-roots` and the aws-lc-rs provider, chosen
-/// explicitly so that no process-wide default provider is needed.
-#[cfg(feature = "jwt-tls")]
-fn default_tls_config() -> Result<rustls::ClientConfig, JwtConfigError> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|_| JwtConfigError::Tls)?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }

@@ -1,6 +1,6 @@
 //! [`MlflowUsers`]: Basic credentials checked against MLflow's own user store, with werkzeug
-//! password hashes ([`WerkzeugHash`]) read from MLflow's SQLite `basic_auth.db`
-//! ([`SqliteUserStore`]), any [`UserStore`], or a table given in code.
+//! password hashes read from MLflow's SQLite `basic_auth.db` ([`SqliteUserStore`]), any
+//! [`UserStore`], or a table given in code.
 //!
 //! ```
 //! use tower_mlflow_auth::{AuthLayer, authenticators::MlflowUsers};
@@ -8,50 +8,46 @@
 //! let layer = AuthLayer::new(MlflowUsers::sqlite("basic_auth.db"));
 //! # let _ = layer;
 //! ```
+//!
+//! - `werkzeug` and `limits`: the stored hash format and the most work it may ask for.
+//! - `table`: the parsed users and the check of one login.
+//! - `source` and `store`: where the users come from, and when they are reloaded.
 
-use std::{
-    collections::{HashMap, hash_map::Entry},
-    fmt,
-    sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
-use secrecy::{ExposeSecret, SecretString};
-use subtle::ConstantTimeEq;
+use tower_mlflow_core::blocking::run_blocking;
 
-use crate::{
-    authenticator::Authenticator,
-    authorization::Authorization,
-    credentials::{Credentials, Scheme},
-};
+use crate::{authenticator::Authenticator, authorization::Authorization, credentials::Credentials};
 
+mod builder;
+mod error;
+mod limits;
+mod source;
 mod store;
+mod table;
 mod werkzeug;
 
-use self::werkzeug::Method;
+use self::source::{Source, StoreSource};
+#[cfg_attr(
+    not(feature = "fuzzing"),
+    allow(unused_imports, reason = "for the fuzz targets")
+)]
+pub(crate) use self::werkzeug::WerkzeugHash;
 pub use self::{
+    builder::MlflowUsersBuilder,
+    error::{InvalidUserRecord, MlflowUsersBuildError, MlflowUsersError},
+    limits::WerkzeugLimits,
     store::{SqliteUserStore, UserRecord, UserStore, UserStoreError},
-    werkzeug::{
-        WERKZEUG_DEFAULT_PBKDF2_ITERATIONS, WerkzeugHash, WerkzeugHashError, WerkzeugLimits,
-    },
+    werkzeug::WerkzeugHashError,
 };
-
-/// The password older MLflow versions shipped for `admin`; refused for admin accounts.
-const LEGACY_ADMIN_PASSWORD: &str = "password1234";
-
-/// Default time between reloads of a [`UserStore`].
-const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Checks Basic credentials against MLflow's users.
 ///
 /// `mlflow server --app-name basic-auth` keeps its users in a `users(username,
-/// password_hash, is_admin)` table, with werkzeug password hashes (see [`WerkzeugHash`]).
-/// `MlflowUsers` reads that table — from MLflow's SQLite `basic_auth.db`, from any
-/// [`UserStore`], or from a table given in code — and accepts the same passwords MLflow does.
-/// MLflow's `is_admin` becomes [`Authorization::is_admin`].
+/// password_hash, is_admin)` table, with werkzeug password hashes (see
+/// [below](#password-hashes)). `MlflowUsers` reads that table — from MLflow's SQLite
+/// `basic_auth.db`, from any [`UserStore`], or from a table given in code — and accepts the
+/// same passwords MLflow does. MLflow's `is_admin` becomes [`Authorization::is_admin`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -60,7 +56,8 @@ const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 /// // MLflow's database, re-read at most every 10 seconds:
 /// let from_db = MlflowUsers::builder()
 ///     .refresh_interval(Duration::from_secs(10))
-///     .sqlite("/srv/mlflow/basic_auth.db");
+///     .sqlite("/srv/mlflow/basic_auth.db")
+///     .build()?;
 /// let layer = AuthLayer::new(from_db);
 ///
 /// // Or a fixed table, for tests and small deployments:
@@ -69,7 +66,7 @@ const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 ///     "pbkdf2:sha256:260000$abcdefghijklmnop$e899cf972d255b26b6b68a9ef80f00520c66daea0e31011662d58edbe14cfcbf",
 /// )])?;
 /// # let _ = (layer, fixed);
-/// # Ok::<_, tower_mlflow_auth::authenticators::MlflowUsersConfigError>(())
+/// # Ok::<_, tower_mlflow_auth::authenticators::MlflowUsersBuildError>(())
 /// ```
 ///
 /// # Behaviour
@@ -84,278 +81,92 @@ const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 /// - A row MLflow could not use either — a hash this crate cannot parse, a hash asking for
 ///   more work than [`WerkzeugLimits`] allow, or a username that appears twice — makes that
 ///   user's logins fail with [`MlflowUsersError::InvalidRecord`] (a 503 that names the user,
-///   never the hash); other users are unaffected.
+///   never the hash); other users are unaffected. Such a row is logged once, when it first
+///   appears.
+///
+/// # Password hashes
+///
+/// werkzeug's `method$salt$hexdigest`, where `method` is one of
+///
+/// - `scrypt:N:r:p` (a bare `scrypt` means `scrypt:32768:8:1`), with a 64-byte digest;
+/// - `pbkdf2:HASH:ITERATIONS`, `pbkdf2:HASH` or a bare `pbkdf2` (as werkzeug 3.1: SHA-256 and
+///   [`WERKZEUG_DEFAULT_PBKDF2_ITERATIONS`](Self::WERKZEUG_DEFAULT_PBKDF2_ITERATIONS) when
+///   left out); `HASH` is `sha224`, `sha256`, `sha384` or `sha512`, and the digest is as long
+///   as its output.
+///
+/// The salt is used as its UTF-8 bytes, never decoded; the digest is lowercase hex (werkzeug
+/// compares hex text, so an uppercase digest could never match there and is refused here).
+/// Parameters are plain decimal digits. Other werkzeug methods (plain text, old `sha1$…`
+/// salted hashes, other hashlib names for PBKDF2) are not supported. Costs are bounded by
+/// [`WerkzeugLimits`]. Errors ([`WerkzeugHashError`]) never contain the salt or the digest.
 ///
 /// # Refresh
 ///
 /// A store's table is loaded on first use and reloaded by the first authentication after the
-/// refresh interval (default 5 s; zero reloads every time), so a password changed in MLflow
-/// is in force within that interval. [`MlflowUsers::invalidate`] makes the next
-/// authentication reload at once, and [`MlflowUsers::refresh`] reloads now. When a load
-/// fails, authentications fail with [`MlflowUsersError::Store`] (503) — a stale table is not
-/// used past its interval — and the next authentication tries again.
+/// refresh interval (default [`DEFAULT_REFRESH_INTERVAL`](Self::DEFAULT_REFRESH_INTERVAL);
+/// zero reloads every time), so a password changed in MLflow is in force within that
+/// interval. Concurrent authentications share one load. [`MlflowUsers::invalidate`] makes
+/// the next authentication reload at once, and [`MlflowUsers::refresh`] reloads now. When a
+/// load fails, authentications fail with [`MlflowUsersError::Store`] (503) — the previous
+/// table is not used any more — and the next authentication tries again.
 ///
 /// Cloning is cheap and clones share the table.
 ///
 /// [`first_of`]: crate::first_of
 #[derive(Clone)]
 pub struct MlflowUsers {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    source: Source,
-}
-
-enum Source {
-    Fixed(Arc<UserTable>),
-    Store(StoreSource),
-}
-
-struct StoreSource {
-    store: Box<dyn UserStore>,
-    refresh_interval: Duration,
-    limits: WerkzeugLimits,
-    /// The table in use; locked only to clone or replace the `Arc`.
-    current: Mutex<Option<Loaded>>,
-    /// Held while loading, so that concurrent authentications load once.
-    loading: Mutex<()>,
-    /// Bumped by `invalidate`; a table loaded under an older generation is stale.
-    generation: AtomicU64,
-}
-
-struct Loaded {
-    table: Arc<UserTable>,
-    started: Instant,
-    generation: u64,
-}
-
-/// The parsed user table.
-struct UserTable {
-    users: HashMap<Box<str>, UserEntry>,
-    /// What unknown usernames are checked against.
-    dummy: WerkzeugHash,
-}
-
-enum UserEntry {
-    Valid { hash: WerkzeugHash, is_admin: bool },
-    Invalid(InvalidUserRecord),
-}
-
-impl UserTable {
-    /// Parses every record; problems are kept per user.
-    fn parse(records: Vec<UserRecord>, limits: &WerkzeugLimits) -> Self {
-        let mut users: HashMap<Box<str>, UserEntry> = HashMap::with_capacity(records.len());
-        for record in records {
-            let entry =
-                match WerkzeugHash::parse_with_limits(record.password_hash.expose_secret(), limits)
-                {
-                    Ok(hash) => UserEntry::Valid {
-                        hash,
-                        is_admin: record.is_admin,
-                    },
-                    Err(e) => UserEntry::Invalid(InvalidUserRecord::Hash(e)),
-                };
-            match users.entry(record.username.into_boxed_str()) {
-                // MLflow's `.one()` fails for a duplicated name; so does this.
-                Entry::Occupied(mut slot) => {
-                    slot.insert(UserEntry::Invalid(InvalidUserRecord::Duplicate));
-                }
-                Entry::Vacant(slot) => {
-                    slot.insert(entry);
-                }
-            }
-        }
-        let dummy = WerkzeugHash::dummy(most_common_method(&users));
-        Self { users, dummy }
-    }
-
-    fn invalid_users(&self) -> Vec<(&str, &InvalidUserRecord)> {
-        let mut invalid: Vec<_> = self
-            .users
-            .iter()
-            .filter_map(|(name, entry)| match entry {
-                UserEntry::Invalid(why) => Some((name.as_ref(), why)),
-                UserEntry::Valid { .. } => None,
-            })
-            .collect();
-        invalid.sort_by_key(|(name, _)| *name);
-        invalid
-    }
-}
-
-/// The method most users' hashes use, or werkzeug 3.1's default for an empty table.
-fn most_common_method(users: &HashMap<Box<str>, UserEntry>) -> Method {
-    let mut counts: HashMap<Method, usize> = HashMap::new();
-    for entry in users.values() {
-        if let UserEntry::Valid { hash, .. } = entry {
-            *counts.entry(hash.method()).or_default() += 1;
-        }
-    }
-    counts
-        .into_iter()
-        .max_by_key(|&(method, count)| (count, method_cost_rank(method)))
-        .map_or(
-            Method::Scrypt {
-                log_n: 15,
-                r: 8,
-                p: 1,
-            },
-            |(method, _)| method,
-        )
-}
-
-/// A deterministic tie-break between equally common methods: the costlier one.
-fn method_cost_rank(method: Method) -> u64 {
-    match method {
-        Method::Scrypt { log_n, r, p } => (1u64 << log_n)
-            .saturating_mul(u64::from(r))
-            .saturating_mul(u64::from(p)),
-        Method::Pbkdf2 { iterations, .. } => u64::from(iterations),
-    }
-}
-
-impl StoreSource {
-    fn is_fresh(&self, loaded: &Loaded) -> bool {
-        loaded.generation == self.generation.load(Ordering::Acquire)
-            && loaded.started.elapsed() < self.refresh_interval
-    }
-
-    fn fresh_table(&self) -> Option<Arc<UserTable>> {
-        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        current
-            .as_ref()
-            .filter(|loaded| self.is_fresh(loaded))
-            .map(|loaded| Arc::clone(&loaded.table))
-    }
-
-    /// The current table, loading it first if it is missing or stale. Blocks.
-    fn table(&self) -> Result<Arc<UserTable>, MlflowUsersError> {
-        if let Some(table) = self.fresh_table() {
-            return Ok(table);
-        }
-        let _loading = self.loading.lock().unwrap_or_else(PoisonError::into_inner);
-        // Another thread may have loaded while this one waited.
-        if let Some(table) = self.fresh_table() {
-            return Ok(table);
-        }
-        // Read the generation first: an invalidation during the load makes it stale again.
-        let generation = self.generation.load(Ordering::Acquire);
-        let started = Instant::now();
-        let records = self.store.load().map_err(MlflowUsersError::Store)?;
-        let table = Arc::new(UserTable::parse(records, &self.limits));
-        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        log_invalid_changes(current.as_ref().map(|l| &*l.table), &table);
-        tracing::debug!(users = table.users.len(), "loaded MLflow users");
-        *current = Some(Loaded {
-            table: Arc::clone(&table),
-            started,
-            generation,
-        });
-        Ok(table)
-    }
-}
-
-/// Warns about unusable rows once, when they first appear, not on every reload.
-fn log_invalid_changes(previous: Option<&UserTable>, next: &UserTable) {
-    let before: Vec<&str> = previous
-        .map(|t| {
-            t.invalid_users()
-                .into_iter()
-                .map(|(name, _)| name)
-                .collect()
-        })
-        .unwrap_or_default();
-    for (user, why) in next.invalid_users() {
-        if before.binary_search(&user).is_err() {
-            tracing::warn!(%user, "unusable MLflow user record: {why}");
-        }
-    }
-}
-
-impl Inner {
-    fn table(&self) -> Result<Arc<UserTable>, MlflowUsersError> {
-        match &self.source {
-            Source::Fixed(table) => Ok(Arc::clone(table)),
-            Source::Store(store) => store.table(),
-        }
-    }
-
-    /// The whole check, on a blocking thread.
-    fn verify(
-        &self,
-        username: &str,
-        password: &SecretString,
-    ) -> Result<Option<Authorization>, MlflowUsersError> {
-        let table = self.table()?;
-        let password = password.expose_secret().as_bytes();
-        let (hash, is_admin) = match table.users.get(username) {
-            Some(UserEntry::Valid { hash, is_admin }) => (hash, *is_admin),
-            Some(UserEntry::Invalid(reason)) => {
-                return Err(MlflowUsersError::InvalidRecord {
-                    username: username.into(),
-                    reason: reason.clone(),
-                });
-            }
-            None => {
-                // Same work as a real user, so that response times do not reveal usernames.
-                let _ = table.dummy.verify(password);
-                return Ok(None);
-            }
-        };
-        if !hash.verify(password) {
-            return Ok(None);
-        }
-        if is_admin && bool::from(password.ct_eq(LEGACY_ADMIN_PASSWORD.as_bytes())) {
-            tracing::warn!(
-                user = %username,
-                "refused an admin login with the legacy default password of older MLflow versions \
-                 (GHSA-gq3w-7jj3-x7gr); change that account's password"
-            );
-            return Ok(None);
-        }
-        Ok(Some(
-            Authorization::new(username, Scheme::Basic).with_admin(is_admin),
-        ))
-    }
+    source: Arc<Source>,
 }
 
 impl MlflowUsers {
-    /// A builder for the refresh interval and hash limits.
-    #[must_use]
+    /// How long a table loaded from a store is used unless
+    /// [configured](MlflowUsersBuilder::refresh_interval).
+    pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+    /// werkzeug 3.1's `DEFAULT_PBKDF2_ITERATIONS`, taken when a `pbkdf2` hash names no count.
+    pub const WERKZEUG_DEFAULT_PBKDF2_ITERATIONS: u32 = werkzeug::DEFAULT_PBKDF2_ITERATIONS;
+
+    /// A builder for the source of users, the refresh interval and hash limits.
     pub fn builder() -> MlflowUsersBuilder {
-        MlflowUsersBuilder {
-            refresh_interval: DEFAULT_REFRESH_INTERVAL,
-            limits: WerkzeugLimits::default(),
-        }
+        MlflowUsersBuilder::new()
     }
 
-    /// A fixed in-memory table, with the default [`WerkzeugLimits`].
+    /// A fixed in-memory table, with the default [`WerkzeugLimits`]: the same as
+    /// `MlflowUsers::builder().users(users).build()`.
     ///
     /// # Errors
     ///
-    /// [`MlflowUsersConfigError`] naming the first user whose hash cannot be used, whose name
+    /// [`MlflowUsersBuildError`] naming the first user whose hash cannot be used, whose name
     /// is empty or appears twice.
     pub fn from_users(
         users: impl IntoIterator<Item = UserRecord>,
-    ) -> Result<Self, MlflowUsersConfigError> {
-        Self::builder().users(users)
+    ) -> Result<Self, MlflowUsersBuildError> {
+        Self::builder().users(users).build()
     }
 
-    /// MLflow's SQLite database at `path`, with the default refresh interval (5 s); see
+    /// MLflow's SQLite database at `path`, with the default refresh interval and limits (the
+    /// same as `MlflowUsers::builder().sqlite(path).build()`, which cannot fail); see
     /// [`SqliteUserStore`]. Nothing is read until the first authentication or
     /// [`refresh`](Self::refresh).
-    pub fn sqlite(path: impl Into<std::path::PathBuf>) -> Self {
-        Self::builder().sqlite(path)
+    pub fn sqlite(path: impl Into<PathBuf>) -> Self {
+        Self::from_source(Source::Store(StoreSource::new(
+            Arc::new(SqliteUserStore::new(path)),
+            Self::DEFAULT_REFRESH_INTERVAL,
+            WerkzeugLimits::default(),
+        )))
+    }
+
+    fn from_source(source: Source) -> Self {
+        Self {
+            source: Arc::new(source),
+        }
     }
 
     /// Makes the next authentication reload the table from the store, for example right
     /// after changing a password through MLflow's API. Cheap; never blocks on the store.
     /// Does nothing for a fixed table.
     pub fn invalidate(&self) {
-        if let Source::Store(store) = &self.inner.source {
-            store.generation.fetch_add(1, Ordering::AcqRel);
-        }
+        self.source.invalidate();
     }
 
     /// Reloads the table from the store now (on a blocking thread). Also useful at start-up,
@@ -366,9 +177,7 @@ impl MlflowUsers {
     /// [`MlflowUsersError::Store`] when the store cannot be read; the previous table is then
     /// not used any more.
     pub async fn refresh(&self) -> Result<(), MlflowUsersError> {
-        self.invalidate();
-        let inner = Arc::clone(&self.inner);
-        run_blocking(move || inner.table().map(drop)).await
+        self.source.refresh().await
     }
 }
 
@@ -382,210 +191,23 @@ impl Authenticator for MlflowUsers {
         let Credentials::Basic { username, password } = credentials else {
             return Ok(None);
         };
-        let inner = Arc::clone(&self.inner);
-        run_blocking(move || inner.verify(&username, &password)).await
-    }
-}
-
-/// Runs `work` on tokio's blocking pool, or inline outside a tokio runtime (never panics).
-async fn run_blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, MlflowUsersError> + Send + 'static,
-) -> Result<T, MlflowUsersError> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle
-            .spawn_blocking(work)
+        let table = self.source.table().await?;
+        run_blocking(move || table.get().verify(&username, &password))
             .await
-            .map_err(|_| MlflowUsersError::TaskFailed)?,
-        Err(_) => work(),
+            .unwrap_or(Err(MlflowUsersError::TaskFailed))
     }
 }
 
 impl fmt::Debug for MlflowUsers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut debug = f.debug_struct("MlflowUsers");
-        match &self.inner.source {
-            Source::Fixed(table) => debug.field("users", &table.users.len()),
-            Source::Store(store) => debug
-                .field("store", &store.store)
-                .field("refresh_interval", &store.refresh_interval)
-                .field("limits", &store.limits),
-        };
+        match &*self.source {
+            Source::Fixed(table) => {
+                debug.field("users", &table.users.len());
+            }
+            Source::Store(store) => store.debug_fields(&mut debug),
+        }
         debug.finish()
-    }
-}
-
-/// Configures an [`MlflowUsers`]; made by [`MlflowUsers::builder`].
-#[derive(Clone, Debug)]
-pub struct MlflowUsersBuilder {
-    refresh_interval: Duration,
-    limits: WerkzeugLimits,
-}
-
-impl MlflowUsersBuilder {
-    /// How long a table loaded from a store is used before the next authentication reloads
-    /// it (default 5 s). Zero reloads on every authentication.
-    #[must_use]
-    pub fn refresh_interval(mut self, interval: Duration) -> Self {
-        self.refresh_interval = interval;
-        self
-    }
-
-    /// The most work a stored hash may ask for (default [`WerkzeugLimits::default`]).
-    #[must_use]
-    pub fn limits(mut self, limits: WerkzeugLimits) -> Self {
-        self.limits = limits;
-        self
-    }
-
-    /// Users from `store`, loaded on first use and after each refresh interval.
-    pub fn store(self, store: impl UserStore) -> MlflowUsers {
-        MlflowUsers {
-            inner: Arc::new(Inner {
-                source: Source::Store(StoreSource {
-                    store: Box::new(store),
-                    refresh_interval: self.refresh_interval,
-                    limits: self.limits,
-                    current: Mutex::new(None),
-                    loading: Mutex::new(()),
-                    generation: AtomicU64::new(0),
-                }),
-            }),
-        }
-    }
-
-    /// Users from MLflow's SQLite database at `path`; see [`SqliteUserStore`].
-    pub fn sqlite(self, path: impl Into<std::path::PathBuf>) -> MlflowUsers {
-        self.store(SqliteUserStore::new(path))
-    }
-
-    /// A fixed in-memory table. The refresh interval does not apply.
-    ///
-    /// # Errors
-    ///
-    /// [`MlflowUsersConfigError`] naming the first user whose hash cannot be used, whose name
-    /// is empty or appears twice.
-    pub fn users(
-        self,
-        users: impl IntoIterator<Item = UserRecord>,
-    ) -> Result<MlflowUsers, MlflowUsersConfigError> {
-        let records: Vec<UserRecord> = users.into_iter().collect();
-        if records.iter().any(|r| r.username.is_empty()) {
-            return Err(MlflowUsersConfigError::EmptyUsername);
-        }
-        let table = UserTable::parse(records, &self.limits);
-        if let Some((username, reason)) = table.invalid_users().into_iter().next() {
-            return Err(MlflowUsersConfigError::InvalidRecord {
-                username: username.into(),
-                reason: reason.clone(),
-            });
-        }
-        Ok(MlflowUsers {
-            inner: Arc::new(Inner {
-                source: Source::Fixed(Arc::new(table)),
-            }),
-        })
-    }
-}
-
-/// Why one user's record cannot be used. Never contains the hash.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum InvalidUserRecord {
-    /// The password hash cannot be used (unsupported, malformed or over the limits).
-    Hash(WerkzeugHashError),
-    /// The username appears more than once.
-    Duplicate,
-}
-
-impl fmt::Display for InvalidUserRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Hash(e) => write!(f, "password hash: {e}"),
-            Self::Duplicate => f.pad("username appears more than once"),
-        }
-    }
-}
-
-impl std::error::Error for InvalidUserRecord {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Hash(e) => Some(e),
-            Self::Duplicate => None,
-        }
-    }
-}
-
-/// An in-memory user table that cannot be used; returned by [`MlflowUsers::from_users`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum MlflowUsersConfigError {
-    /// A user's record cannot be used.
-    InvalidRecord {
-        /// The user.
-        username: Box<str>,
-        /// What is wrong with the record.
-        reason: InvalidUserRecord,
-    },
-    /// A record has an empty username (MLflow refuses them; no Basic credential has one).
-    EmptyUsername,
-}
-
-impl fmt::Display for MlflowUsersConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::InvalidRecord { username, reason } => {
-                write!(f, "MLflow user {username:?}: {reason}")
-            }
-            Self::EmptyUsername => f.pad("an MLflow user has an empty username"),
-        }
-    }
-}
-
-impl std::error::Error for MlflowUsersConfigError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::InvalidRecord { reason, .. } => Some(reason),
-            Self::EmptyUsername => None,
-        }
-    }
-}
-
-/// Why [`MlflowUsers`] could not decide on credentials (a 503 from the layer).
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum MlflowUsersError {
-    /// The user store could not be read.
-    Store(UserStoreError),
-    /// The user's record cannot be used; other users are unaffected.
-    InvalidRecord {
-        /// The user who tried to log in.
-        username: Box<str>,
-        /// What is wrong with the record.
-        reason: InvalidUserRecord,
-    },
-    /// The blocking verification task panicked or was cancelled by a runtime shutdown.
-    TaskFailed,
-}
-
-impl fmt::Display for MlflowUsersError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Store(e) => write!(f, "MLflow user store: {e}"),
-            Self::InvalidRecord { username, reason } => {
-                write!(f, "MLflow user {username:?}: {reason}")
-            }
-            Self::TaskFailed => f.pad("MLflow password verification task failed"),
-        }
-    }
-}
-
-impl std::error::Error for MlflowUsersError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Store(e) => Some(e),
-            Self::InvalidRecord { reason, .. } => Some(reason),
-            Self::TaskFailed => None,
-        }
     }
 }
 

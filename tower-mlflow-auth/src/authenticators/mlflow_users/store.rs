@@ -1,6 +1,6 @@
 //! Where MLflow users come from: the [`UserStore`] trait and the SQLite store.
 
-use std::{error::Error, fmt, path::PathBuf, time::Duration};
+use std::{error::Error, fmt, path::PathBuf, sync::Arc, time::Duration};
 
 use rusqlite::{Connection, OpenFlags, types::ValueRef};
 use secrecy::SecretString;
@@ -28,8 +28,9 @@ use secrecy::SecretString;
 ///     }
 /// }
 ///
-/// let users = MlflowUsers::builder().store(FromEnv);
+/// let users = MlflowUsers::builder().store(FromEnv).build()?;
 /// # let _ = users;
+/// # Ok::<_, tower_mlflow_auth::authenticators::MlflowUsersBuildError>(())
 /// ```
 pub trait UserStore: fmt::Debug + Send + Sync + 'static {
     /// Reads every user. Called from a blocking thread; may block.
@@ -84,13 +85,15 @@ impl UserRecord {
 }
 
 /// A [`UserStore`] that could not be read. Its text must not contain a secret.
-#[derive(Debug)]
-pub struct UserStoreError(Box<dyn Error + Send + Sync>);
+///
+/// Cloning is cheap: every authentication that waited for the failed load gets a clone.
+#[derive(Clone, Debug)]
+pub struct UserStoreError(Arc<dyn Error + Send + Sync>);
 
 impl UserStoreError {
     /// Wraps the store's own error.
     pub fn new(error: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
-        Self(error.into())
+        Self(Arc::from(error.into()))
     }
 }
 

@@ -1,7 +1,11 @@
 use std::{
     convert::Infallible,
     path::{Path, PathBuf},
-    sync::atomic::AtomicUsize,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -10,8 +14,10 @@ use http_body_util::Full;
 use rusqlite::Connection;
 use tower::{ServiceBuilder, ServiceExt};
 
-use super::*;
-use crate::AuthLayer;
+use secrecy::SecretString;
+
+use super::{table::LEGACY_ADMIN_PASSWORD, *};
+use crate::{AuthLayer, credentials::Scheme};
 
 /// A werkzeug PBKDF2-SHA256 hash with 2 iterations: the real format, cheap in debug builds.
 fn cheap_hash(password: &str, salt: &str) -> String {
@@ -186,7 +192,7 @@ fn malformed_in_memory_hash_names_the_user_not_the_hash() {
     .unwrap_err();
     assert!(matches!(
         &err,
-        MlflowUsersConfigError::InvalidRecord { username, reason: InvalidUserRecord::Hash(WerkzeugHashError::InvalidDigest) }
+        MlflowUsersBuildError::InvalidRecord { username, reason: InvalidUserRecord::Hash(WerkzeugHashError::InvalidDigest) }
             if &**username == "bob"
     ));
     let shown = err.to_string();
@@ -206,10 +212,11 @@ fn in_memory_hash_over_the_limits_is_refused() {
             "carol",
             format!("pbkdf2:sha256:11$s${digest}"),
         )])
+        .build()
         .unwrap_err();
     assert!(matches!(
         err,
-        MlflowUsersConfigError::InvalidRecord {
+        MlflowUsersBuildError::InvalidRecord {
             reason: InvalidUserRecord::Hash(WerkzeugHashError::Pbkdf2IterationsOutOfRange { .. }),
             ..
         }
@@ -225,13 +232,13 @@ fn duplicate_and_empty_usernames_are_refused() {
     .unwrap_err();
     assert_eq!(
         err,
-        MlflowUsersConfigError::InvalidRecord {
+        MlflowUsersBuildError::InvalidRecord {
             username: "dup".into(),
             reason: InvalidUserRecord::Duplicate
         }
     );
     let err = MlflowUsers::from_users([UserRecord::new("", cheap_hash("a", "s"))]).unwrap_err();
-    assert_eq!(err, MlflowUsersConfigError::EmptyUsername);
+    assert_eq!(err, MlflowUsersBuildError::EmptyUsername);
 }
 
 #[test]
@@ -460,7 +467,9 @@ async fn change_is_not_seen_before_the_interval_without_invalidate() {
     );
     let users = MlflowUsers::builder()
         .refresh_interval(Duration::from_secs(3600))
-        .sqlite(dir.db());
+        .sqlite(dir.db())
+        .build()
+        .unwrap();
     assert!(check(&users, "alice", "old-password-1").await.is_some());
     set_password(&db, "alice", &cheap_hash("new-password-2", "t"));
     // Within the interval the loaded table stays in force.
@@ -477,7 +486,9 @@ async fn invalidate_reloads_at_once() {
     );
     let users = MlflowUsers::builder()
         .refresh_interval(Duration::from_secs(3600))
-        .sqlite(dir.db());
+        .sqlite(dir.db())
+        .build()
+        .unwrap();
     assert!(check(&users, "alice", "old-password-1").await.is_some());
     set_password(&db, "alice", &cheap_hash("new-password-2", "t"));
     users.clone().invalidate(); // clones share the table
@@ -494,7 +505,9 @@ async fn refresh_reloads_now() {
     );
     let users = MlflowUsers::builder()
         .refresh_interval(Duration::from_secs(3600))
-        .sqlite(dir.db());
+        .sqlite(dir.db())
+        .build()
+        .unwrap();
     users.refresh().await.unwrap();
     db.execute("UPDATE users SET is_admin = 1 WHERE username = 'alice'", [])
         .unwrap();
@@ -522,7 +535,9 @@ async fn zero_interval_sees_every_change() {
     );
     let users = MlflowUsers::builder()
         .refresh_interval(Duration::ZERO)
-        .sqlite(dir.db());
+        .sqlite(dir.db())
+        .build()
+        .unwrap();
     assert!(check(&users, "alice", "old-password-1").await.is_some());
     set_password(&db, "alice", &cheap_hash("new-password-2", "t"));
     assert!(check(&users, "alice", "new-password-2").await.is_some());
@@ -541,7 +556,9 @@ async fn a_vanished_database_is_not_served_from_the_stale_table() {
     ));
     let users = MlflowUsers::builder()
         .refresh_interval(Duration::ZERO)
-        .sqlite(dir.db());
+        .sqlite(dir.db())
+        .build()
+        .unwrap();
     assert!(check(&users, "alice", "pw-123").await.is_some());
     std::fs::remove_file(dir.db()).unwrap();
     assert!(matches!(
@@ -561,7 +578,7 @@ impl UserStore for FailingStore {
 
 #[tokio::test]
 async fn custom_store_failure_is_an_error_not_a_rejection() {
-    let users = MlflowUsers::builder().store(FailingStore);
+    let users = MlflowUsers::builder().store(FailingStore).build().unwrap();
     let err = users.authenticate(basic("alice", "pw")).await.unwrap_err();
     assert_eq!(err.to_string(), "MLflow user store: database is down");
 }
@@ -581,7 +598,9 @@ async fn concurrent_first_use_loads_once() {
     let loads = Arc::new(AtomicUsize::new(0));
     let users = MlflowUsers::builder()
         .refresh_interval(Duration::from_secs(3600))
-        .store(CountingStore(Arc::clone(&loads), cheap_hash("pw-123", "s")));
+        .store(CountingStore(Arc::clone(&loads), cheap_hash("pw-123", "s")))
+        .build()
+        .unwrap();
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let users = users.clone();
@@ -654,4 +673,89 @@ async fn behind_the_layer_401_200_and_503() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[test]
+fn build_without_a_source_is_an_error() {
+    let err = MlflowUsers::builder()
+        .refresh_interval(Duration::from_secs(1))
+        .build()
+        .unwrap_err();
+    assert_eq!(err, MlflowUsersBuildError::NoSource);
+    assert!(err.to_string().contains("no user store"), "{err}");
+}
+
+/// Alice with a good hash and bob with a bad one, or a failure while `down` is set.
+#[derive(Debug)]
+struct FlakyStore {
+    down: Arc<std::sync::atomic::AtomicBool>,
+    hash: String,
+}
+
+impl UserStore for FlakyStore {
+    fn load(&self) -> Result<Vec<UserRecord>, UserStoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(UserStoreError::new("database is down"));
+        }
+        Ok(vec![
+            UserRecord::new("alice", self.hash.clone()),
+            UserRecord::new("bob", "md5$s$00"),
+        ])
+    }
+}
+
+#[tokio::test]
+async fn a_failed_load_drops_the_previous_table_and_warns_once() {
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // The warnings are logged on this (the runtime's only) thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let users = MlflowUsers::builder()
+        .refresh_interval(Duration::from_secs(3600))
+        .store(FlakyStore {
+            down: Arc::clone(&down),
+            hash: cheap_hash("pw-123", "s"),
+        })
+        .build()
+        .unwrap();
+    assert!(check(&users, "alice", "pw-123").await.is_some());
+    users.refresh().await.unwrap();
+
+    down.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        users.refresh().await,
+        Err(MlflowUsersError::Store(_))
+    ));
+    // Within the interval, but the table from before the failure is gone.
+    assert!(matches!(
+        users.authenticate(basic("alice", "pw-123")).await,
+        Err(MlflowUsersError::Store(_))
+    ));
+
+    down.store(false, Ordering::SeqCst);
+    assert!(check(&users, "alice", "pw-123").await.is_some());
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        log.matches("unusable MLflow user record").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("bob"), "{log}");
 }

@@ -14,72 +14,16 @@ use std::fmt;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use super::limits::WerkzeugLimits;
+
 /// werkzeug 3.1's `DEFAULT_PBKDF2_ITERATIONS`, used when a `pbkdf2` method names no count.
-pub const WERKZEUG_DEFAULT_PBKDF2_ITERATIONS: u32 = 1_000_000;
+pub(super) const DEFAULT_PBKDF2_ITERATIONS: u32 = 1_000_000;
 
 /// Length of a werkzeug scrypt digest (hashlib's default `dklen`).
 const SCRYPT_DIGEST_LEN: usize = 64;
 
 /// The most a salt may be, in bytes; werkzeug makes 16-character salts.
 const MAX_SALT_LEN: usize = 1024;
-
-/// Bounds on the cost a stored hash may ask for, so that a hostile or corrupt row cannot make
-/// one verification take minutes or gigabytes. A hash above a bound fails to parse.
-///
-/// The defaults leave room for several times today's werkzeug defaults (scrypt `32768:8:1`,
-/// 32 MiB and 2^18 block mixes; PBKDF2 1,000,000 iterations):
-///
-/// - scrypt memory, counted as `128 · r · (N + p)` bytes: at most 256 MiB;
-/// - scrypt work, counted as `N · r · p`: at most 2^22 (16 times the default);
-/// - PBKDF2 iterations: at most 4,000,000.
-///
-/// ```
-/// use tower_mlflow_auth::authenticators::{WerkzeugHash, WerkzeugLimits};
-///
-/// let strict = WerkzeugLimits::default().max_pbkdf2_iterations(100_000);
-/// let hash = "pbkdf2:sha256:600000$abcdefghijklmnop$4006a4e16079d6a3714ff8d7afe8a3c3272207e2d0206aa5f1e2d81261a34690";
-/// assert!(WerkzeugHash::parse(hash).is_ok());
-/// assert!(WerkzeugHash::parse_with_limits(hash, &strict).is_err());
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WerkzeugLimits {
-    max_scrypt_memory: u64,
-    max_scrypt_work: u64,
-    max_pbkdf2_iterations: u32,
-}
-
-impl WerkzeugLimits {
-    /// Largest scrypt memory use accepted, in bytes (`128 · r · (N + p)`).
-    #[must_use]
-    pub fn max_scrypt_memory(mut self, bytes: u64) -> Self {
-        self.max_scrypt_memory = bytes;
-        self
-    }
-
-    /// Largest scrypt work accepted, as `N · r · p`.
-    #[must_use]
-    pub fn max_scrypt_work(mut self, work: u64) -> Self {
-        self.max_scrypt_work = work;
-        self
-    }
-
-    /// Largest PBKDF2 iteration count accepted.
-    #[must_use]
-    pub fn max_pbkdf2_iterations(mut self, iterations: u32) -> Self {
-        self.max_pbkdf2_iterations = iterations;
-        self
-    }
-}
-
-impl Default for WerkzeugLimits {
-    fn default() -> Self {
-        Self {
-            max_scrypt_memory: 256 << 20,
-            max_scrypt_work: 1 << 22,
-            max_pbkdf2_iterations: 4_000_000,
-        }
-    }
-}
 
 /// A parsed werkzeug password hash (`werkzeug.security`, as MLflow stores them), ready to
 /// verify passwords against.
@@ -88,7 +32,7 @@ impl Default for WerkzeugLimits {
 ///
 /// - `scrypt:N:r:p` (a bare `scrypt` means `scrypt:32768:8:1`), with a 64-byte digest;
 /// - `pbkdf2:HASH:ITERATIONS`, `pbkdf2:HASH` or a bare `pbkdf2` (as werkzeug 3.1: SHA-256 and
-///   [`WERKZEUG_DEFAULT_PBKDF2_ITERATIONS`] when left out); `HASH` is `sha224`, `sha256`,
+///   [`DEFAULT_PBKDF2_ITERATIONS`] when left out); `HASH` is `sha224`, `sha256`,
 ///   `sha384` or `sha512`, and the digest is as long as its output.
 ///
 /// The salt is used as its UTF-8 bytes, never decoded; the digest is lowercase hex (werkzeug
@@ -99,19 +43,8 @@ impl Default for WerkzeugLimits {
 ///
 /// `Debug` and `Display` show the method and its parameters (`scrypt:32768:8:1`), never the
 /// salt or the digest.
-///
-/// ```
-/// use tower_mlflow_auth::authenticators::WerkzeugHash;
-///
-/// let hash = WerkzeugHash::parse(
-///     "pbkdf2:sha256:260000$abcdefghijklmnop$e899cf972d255b26b6b68a9ef80f00520c66daea0e31011662d58edbe14cfcbf",
-/// )?;
-/// assert_eq!(hash.to_string(), "pbkdf2:sha256:260000");
-/// # // Debug builds of PBKDF2 are slow; the verification itself is shown in the unit tests.
-/// # Ok::<_, tower_mlflow_auth::authenticators::WerkzeugHashError>(())
-/// ```
 #[derive(Clone, PartialEq, Eq)]
-pub struct WerkzeugHash {
+pub(crate) struct WerkzeugHash {
     method: Method,
     salt: Box<str>,
     digest: Box<[u8]>,
@@ -177,7 +110,11 @@ impl WerkzeugHash {
     ///
     /// [`WerkzeugHashError`] when the text is not a werkzeug hash this crate supports or asks
     /// for more work than the limits allow. The error never contains the hash.
-    pub fn parse(text: &str) -> Result<Self, WerkzeugHashError> {
+    #[cfg_attr(
+        not(feature = "fuzzing"),
+        allow(dead_code, reason = "the fuzz targets and tests call this")
+    )]
+    pub(crate) fn parse(text: &str) -> Result<Self, WerkzeugHashError> {
         Self::parse_with_limits(text, &WerkzeugLimits::default())
     }
 
@@ -186,7 +123,7 @@ impl WerkzeugHash {
     /// # Errors
     ///
     /// As [`parse`](Self::parse).
-    pub fn parse_with_limits(
+    pub(crate) fn parse_with_limits(
         text: &str,
         limits: &WerkzeugLimits,
     ) -> Result<Self, WerkzeugHashError> {
@@ -215,7 +152,7 @@ impl WerkzeugHash {
     /// This runs the full key derivation: tens to hundreds of milliseconds with werkzeug's
     /// defaults. Call it from a blocking thread, not from an async task.
     #[must_use]
-    pub fn verify(&self, password: &[u8]) -> bool {
+    pub(crate) fn verify(&self, password: &[u8]) -> bool {
         let mut derived = Zeroizing::new(vec![0u8; self.digest.len()]);
         let salt = self.salt.as_bytes();
         match self.method {
@@ -291,8 +228,8 @@ fn parse_method(method: &str, limits: &WerkzeugLimits) -> Result<Method, Werkzeu
         }
         "pbkdf2" => {
             let (prf, iterations) = match args.as_slice() {
-                [] => ("sha256", WERKZEUG_DEFAULT_PBKDF2_ITERATIONS),
-                [prf] => (*prf, WERKZEUG_DEFAULT_PBKDF2_ITERATIONS),
+                [] => ("sha256", DEFAULT_PBKDF2_ITERATIONS),
+                [prf] => (*prf, DEFAULT_PBKDF2_ITERATIONS),
                 [prf, iterations] => {
                     let iterations = parse_decimal(iterations)?;
                     (*prf, u32::try_from(iterations).unwrap_or(u32::MAX))
@@ -450,6 +387,12 @@ mod tests {
 
     fn parse_err(text: &str) -> WerkzeugHashError {
         WerkzeugHash::parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn display_shows_the_method_and_its_parameters() {
+        let hash = WerkzeugHash::parse(PBKDF2_260K_VECTOR).unwrap();
+        assert_eq!(hash.to_string(), "pbkdf2:sha256:260000");
     }
 
     #[test]
