@@ -14,6 +14,8 @@ use hyper_util::rt::TokioIo;
 
 const SECRET_TOKEN: &str = "cli-secret-token-7f3a9";
 const VAULT_TOKEN: &str = "hvs.cli-vault-token";
+const BASIC_USER: &str = "cli-user";
+const BASIC_PASSWORD: &str = "cli-secret-pass:with:colons";
 
 async fn handle(req: Request<Incoming>) -> Response<Full<Bytes>> {
     let header = |name: &str| {
@@ -24,9 +26,19 @@ async fn handle(req: Request<Incoming>) -> Response<Full<Bytes>> {
             .to_owned()
     };
     let (status, body) = match req.uri().path() {
-        "/v1/sys/internal/ui/mounts/kv/app" if header("x-vault-token") == VAULT_TOKEN => (
+        "/v1/sys/internal/ui/mounts/kv/app" | "/v1/sys/internal/ui/mounts/kv/basic"
+            if header("x-vault-token") == VAULT_TOKEN =>
+        {
+            (
+                StatusCode::OK,
+                r#"{"data":{"type":"kv","path":"kv/","options":{"version":"2"}}}"#.to_owned(),
+            )
+        }
+        "/v1/kv/data/basic" if header("x-vault-token") == VAULT_TOKEN => (
             StatusCode::OK,
-            r#"{"data":{"type":"kv","path":"kv/","options":{"version":"2"}}}"#.to_owned(),
+            format!(
+                r#"{{"data":{{"data":{{"username":"{BASIC_USER}","password":"{BASIC_PASSWORD}"}},"metadata":{{"version":1}}}},"lease_duration":0}}"#
+            ),
         ),
         "/v1/kv/data/app" if header("x-vault-token") == VAULT_TOKEN => (
             StatusCode::OK,
@@ -68,6 +80,12 @@ async fn start_server() -> SocketAddr {
 }
 
 async fn run(addr: SocketAddr, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+    command(addr, args, extra_env).output().await.unwrap()
+}
+
+/// The binary with the fake Vault configured and a clean environment (plus `PATH`, for
+/// `exec`'s children).
+fn command(addr: SocketAddr, args: &[&str], extra_env: &[(&str, &str)]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mlflow-secrets"));
     command
         .args(args)
@@ -80,10 +98,13 @@ async fn run(addr: SocketAddr, args: &[&str], extra_env: &[(&str, &str)]) -> Out
             "MLFLOW_SECRETS_ALLOWED_HOSTS",
             format!("127.0.0.1:{}", addr.port()),
         );
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
     for (k, v) in extra_env {
         command.env(k, v);
     }
-    command.output().await.unwrap()
+    command
 }
 
 fn text(output: &Output) -> String {
@@ -96,7 +117,13 @@ fn text(output: &Output) -> String {
 
 fn assert_no_secret(output: &Output) {
     let all = text(output);
-    for needle in [SECRET_TOKEN, VAULT_TOKEN, "cli-secret", "hvs.cli"] {
+    for needle in [
+        SECRET_TOKEN,
+        VAULT_TOKEN,
+        BASIC_PASSWORD,
+        "cli-secret",
+        "hvs.cli",
+    ] {
         assert!(!all.contains(needle), "output leaks {needle}: {all}");
     }
 }
@@ -212,4 +239,193 @@ async fn usage_error_exits_2() {
     let addr = start_server().await;
     let output = run(addr, &["frobnicate"], &[]).await;
     assert_eq!(output.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn version_and_help_exit_0() {
+    let addr = start_server().await;
+    let output = run(addr, &["--version"], &[]).await;
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        text(&output).contains(env!("CARGO_PKG_VERSION")),
+        "{}",
+        text(&output)
+    );
+    let output = run(addr, &["--help"], &[]).await;
+    assert_eq!(output.status.code(), Some(0));
+    for command in ["info", "doctor", "exec"] {
+        assert!(text(&output).contains(command), "{}", text(&output));
+    }
+}
+
+#[tokio::test]
+async fn dry_run_option_on_info_is_a_usage_error() {
+    let addr = start_server().await;
+    let url = format!("http://{addr}/ok");
+    let output = run(addr, &["info", "--dry-run", &url], &[]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+}
+
+/// As the plugin: `127.0.0.1` in `MLFLOW_SECRETS_ALLOWED_HOSTS` allows every port of it.
+#[tokio::test]
+async fn allowed_host_without_a_port_allows_any_port() {
+    let addr = start_server().await;
+    let url = format!("http://{addr}/ok");
+    let output = run(
+        addr,
+        &["doctor", "--dry-run", &url],
+        &[("MLFLOW_SECRETS_ALLOWED_HOSTS", "127.0.0.1")],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(text(&output).contains("dry run: ok (HTTP 200)"));
+    // Another port given explicitly is still refused.
+    let output = run(
+        addr,
+        &["doctor", "--dry-run", &url],
+        &[("MLFLOW_SECRETS_ALLOWED_HOSTS", "127.0.0.1:1")],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("not allowed"));
+}
+
+/// `exec` with the tracking server at the fake's address.
+async fn exec(addr: SocketAddr, child: &[&str], extra_env: &[(&str, &str)]) -> Output {
+    let uri = format!("http://{addr}");
+    let mut env = vec![("MLFLOW_TRACKING_URI", uri.as_str())];
+    env.extend_from_slice(extra_env);
+    let args: Vec<&str> = ["exec"].iter().chain(child).copied().collect();
+    run(addr, &args, &env).await
+}
+
+#[tokio::test]
+async fn exec_sets_the_bearer_token_and_removes_a_basic_pair() {
+    let addr = start_server().await;
+    let check = r#"test "$MLFLOW_TRACKING_TOKEN" = "$EXPECTED" && test -z "${MLFLOW_TRACKING_USERNAME+x}${MLFLOW_TRACKING_PASSWORD+x}""#;
+    let stale = [
+        ("MLFLOW_TRACKING_USERNAME", "stale"),
+        ("MLFLOW_TRACKING_PASSWORD", "stale"),
+    ];
+    let mut env = vec![("EXPECTED", SECRET_TOKEN)];
+    env.extend(stale);
+    let output = exec(addr, &["--", "sh", "-c", check], &env).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_no_secret(&output);
+    // The check itself can fail.
+    env[0] = ("EXPECTED", "another-token");
+    let output = exec(addr, &["--", "sh", "-c", check], &env).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+}
+
+#[tokio::test]
+async fn exec_sets_username_and_password_for_basic() {
+    let addr = start_server().await;
+    let check = r#"test "$MLFLOW_TRACKING_USERNAME" = "$U" && test "$MLFLOW_TRACKING_PASSWORD" = "$P" && test -z "${MLFLOW_TRACKING_TOKEN+x}""#;
+    let output = exec(
+        addr,
+        &["sh", "-c", check],
+        &[
+            ("MLFLOW_VAULT_SECRET_PATH", "kv/basic"),
+            ("MLFLOW_VAULT_AUTH_MODE", "basic"),
+            ("MLFLOW_TRACKING_TOKEN", "stale"),
+            ("U", BASIC_USER),
+            ("P", BASIC_PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_no_secret(&output);
+}
+
+#[tokio::test]
+async fn exec_passes_stdout_and_exits_with_the_childs_status() {
+    let addr = start_server().await;
+    let output = exec(addr, &["sh", "-c", "echo from-child; exit 7"], &[]).await;
+    assert_eq!(output.status.code(), Some(7), "{}", text(&output));
+    // stdout belongs to the command: nothing of ours is printed there.
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "from-child\n");
+    let output = exec(addr, &["--", "sh", "-c", "kill -KILL $$"], &[]).await;
+    assert_eq!(output.status.code(), Some(128 + 9), "{}", text(&output));
+    let output = exec(addr, &["no-such-command-mlflow-secrets"], &[]).await;
+    assert_eq!(output.status.code(), Some(127), "{}", text(&output));
+    assert!(text(&output).contains("no-such-command-mlflow-secrets"));
+}
+
+#[tokio::test]
+async fn exec_refuses_a_tracking_uri_that_is_not_allowed() {
+    let addr = start_server().await;
+    let marker = "child-ran-7c1e";
+    let child = ["sh", "-c", "echo child-ran-7c1e"];
+    let output = run(
+        addr,
+        &[&["exec"][..], &child].concat(),
+        &[(
+            "MLFLOW_TRACKING_URI",
+            "https://user:pw@elsewhere.example.com/",
+        )],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("not allowed"), "{}", text(&output));
+    assert!(!text(&output).contains(marker));
+    assert!(!text(&output).contains("user:pw"), "{}", text(&output));
+    // Unset: a usage error, the command does not run either.
+    let output = run(addr, &[&["exec"][..], &child].concat(), &[]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("MLFLOW_TRACKING_URI"));
+    assert!(!text(&output).contains(marker));
+}
+
+#[tokio::test]
+async fn exec_with_a_custom_header_points_to_proxy() {
+    let addr = start_server().await;
+    let output = exec(
+        addr,
+        &["sh", "-c", "echo child-ran"],
+        &[("MLFLOW_AUTH_HEADER_NAME", "X-Api-Key")],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("proxy"), "{}", text(&output));
+    assert!(!text(&output).contains("child-ran"));
+    assert_no_secret(&output);
+}
+
+/// SIGTERM and SIGINT sent to `mlflow-secrets` reach the command, whose status is then ours.
+#[tokio::test]
+async fn exec_forwards_sigterm_and_sigint() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let addr = start_server().await;
+    for (signal, code) in [("TERM", 42), ("INT", 43)] {
+        let script = "trap 'exit 42' TERM; trap 'exit 43' INT; echo ready; \
+                      while :; do sleep 0.05; done";
+        let uri = format!("http://{addr}");
+        let mut child = command(
+            addr,
+            &["exec", "sh", "-c", script],
+            &[("MLFLOW_TRACKING_URI", &uri)],
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the command did not start")
+            .unwrap();
+        assert_eq!(ready.as_deref(), Some("ready"));
+        let pid = child.id().unwrap().to_string();
+        let kill = std::process::Command::new("kill")
+            .args([format!("-{signal}"), pid])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+            .await
+            .expect("the command was not stopped")
+            .unwrap();
+        assert_eq!(status.code(), Some(code), "SIG{signal}");
+    }
 }

@@ -12,6 +12,20 @@
 //!   for any other host is refused unless [`HostAllowlistBuilder::allow_plain_http`] is set.
 //! - **port**: the scheme's default port (443 or 80) unless given; `:*` allows any port.
 //!
+//! `MLFLOW_SECRETS_ALLOWED_HOSTS`, read by [`Config`](crate::config::Config), follows the
+//! mlflow-secrets-auth plugin on ports and stays strict on the rest:
+//!
+//! | | builder ([`HostAllowlistBuilder::host`]) | `MLFLOW_SECRETS_ALLOWED_HOSTS` | plugin |
+//! |---|---|---|---|
+//! | `host` (no port) | the scheme's default port | any port | any port |
+//! | `host:5000` | port 5000 | port 5000 | never matches |
+//! | `host:*` | any port | any port | never matches |
+//! | no scheme | https, or http on loopback | https, or http on loopback | any scheme |
+//! | `*.example.com` | one or more labels, not the apex | the same | fnmatch (`*` crosses dots) |
+//! | `mlflow.*.com`, `?`, `[seq]` | refused | refused | fnmatch |
+//! | case, trailing dot | ignored | ignored | case ignored, dot refused |
+//! | no patterns (unset or empty) | allows nothing | the origin of `MLFLOW_TRACKING_URI` (its port only) | all hosts |
+//!
 //! ```
 //! use http::Uri;
 //! use tower_mlflow_secrets::HostAllowlist;
@@ -59,6 +73,7 @@ pub struct HostAllowlist {
 pub struct HostAllowlistBuilder {
     patterns: Vec<String>,
     allow_plain_http: bool,
+    any_port_unless_given: bool,
 }
 
 impl HostAllowlist {
@@ -99,8 +114,9 @@ impl HostAllowlistBuilder {
         self
     }
 
-    /// Adds a comma-separated list of patterns, as in `MLFLOW_SECRETS_ALLOWED_HOSTS`; empty
-    /// items are skipped.
+    /// Adds a comma-separated list of patterns, written as in `MLFLOW_SECRETS_ALLOWED_HOSTS`;
+    /// empty items are skipped. Ports follow the builder's rule, not the plugin's (see the
+    /// [module docs](self)).
     #[must_use]
     pub fn hosts_from_list(mut self, list: &str) -> Self {
         self.patterns.extend(
@@ -120,6 +136,13 @@ impl HostAllowlistBuilder {
         self
     }
 
+    /// Makes patterns without a port match any port, as mlflow-secrets-auth does for
+    /// `MLFLOW_SECRETS_ALLOWED_HOSTS` (used by [`Config`](crate::config::Config) only).
+    pub(crate) fn any_port_unless_given(mut self) -> Self {
+        self.any_port_unless_given = true;
+        self
+    }
+
     /// Parses every pattern.
     ///
     /// # Errors
@@ -129,7 +152,7 @@ impl HostAllowlistBuilder {
         let rules = self
             .patterns
             .iter()
-            .map(|p| parse_rule(p, self.allow_plain_http))
+            .map(|p| parse_rule(p, self.allow_plain_http, self.any_port_unless_given))
             .collect::<Result<_, _>>()?;
         Ok(HostAllowlist { rules })
     }

@@ -56,9 +56,12 @@ impl Rule {
     }
 }
 
+/// Parses one pattern; a pattern without a port allows the scheme's default port, or any
+/// port with `any_port_unless_given`.
 pub(super) fn parse_rule(
     pattern: &str,
     allow_plain_http: bool,
+    any_port_unless_given: bool,
 ) -> Result<Rule, HostAllowlistBuildError> {
     use HostAllowlistBuildErrorKind as K;
     let err = |kind| HostAllowlistBuildError::new(pattern, kind);
@@ -83,6 +86,7 @@ pub(super) fn parse_rule(
     }
     let (host_text, port_text) = split_host_port(rest).ok_or(err(K::InvalidHost))?;
     let port = match port_text {
+        None if any_port_unless_given => PortPattern::Any,
         None => PortPattern::Default,
         Some("*") => PortPattern::Any,
         Some(p) => match p.parse::<u16>() {

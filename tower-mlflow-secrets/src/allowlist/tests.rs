@@ -206,3 +206,37 @@ fn origin_display() {
     let o = Origin::of(&"https://Example.COM./x".parse().unwrap()).unwrap();
     assert_eq!(o.to_string(), "https://example.com:443");
 }
+
+#[test]
+fn any_port_unless_given_is_the_plugins_port_rule() {
+    let plugin = HostAllowlist::builder()
+        .hosts_from_list("127.0.0.1, mlflow.example.com, *.corp.example, api.example.com:8443")
+        .any_port_unless_given()
+        .build()
+        .unwrap();
+    let strict = HostAllowlist::builder()
+        .hosts_from_list("127.0.0.1, mlflow.example.com, *.corp.example, api.example.com:8443")
+        .build()
+        .unwrap();
+    // (uri, plugin rule, builder rule)
+    let cases = [
+        ("http://127.0.0.1:43503/api", true, false),
+        ("http://127.0.0.1/api", true, true),
+        ("https://mlflow.example.com:5000/", true, false),
+        ("https://mlflow.example.com/", true, true),
+        ("https://a.b.corp.example:8443/", true, false),
+        // A port that is given stays the only one.
+        ("https://api.example.com:8443/", true, true),
+        ("https://api.example.com/", false, false),
+        ("https://api.example.com:9443/", false, false),
+        // Still https off loopback, still label wildcards, still exact hosts.
+        ("http://mlflow.example.com:5000/", false, false),
+        ("https://corp.example:5000/", false, false),
+        ("https://mlflow.example.com.evil.net:5000/", false, false),
+        ("https://127.0.0.2:5000/", false, false),
+    ];
+    for (uri, want_plugin, want_strict) in cases {
+        assert_eq!(allows(&plugin, uri), want_plugin, "plugin rule, {uri}");
+        assert_eq!(allows(&strict, uri), want_strict, "builder rule, {uri}");
+    }
+}

@@ -164,14 +164,19 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         })
     }
 
-    /// The allowlist and the text it was read from: `MLFLOW_SECRETS_ALLOWED_HOSTS`, else
-    /// the origin of `MLFLOW_TRACKING_URI`.
+    /// The allowlist and the text it was read from: `MLFLOW_SECRETS_ALLOWED_HOSTS`, where a
+    /// host without a port allows any port (as the plugin, which ignores ports), else the
+    /// origin of `MLFLOW_TRACKING_URI` (its port only).
     pub(super) fn allowlist(&self) -> Result<(HostAllowlist, String), EnvConfigError> {
+        let mut builder = HostAllowlist::builder();
         let (allowed_hosts, hosts_var) = match self.get("MLFLOW_SECRETS_ALLOWED_HOSTS") {
-            Some(list) => (list, "MLFLOW_SECRETS_ALLOWED_HOSTS"),
+            Some(list) => {
+                builder = builder.any_port_unless_given();
+                (list, "MLFLOW_SECRETS_ALLOWED_HOSTS")
+            }
             None => (self.tracking_origin()?, "MLFLOW_TRACKING_URI"),
         };
-        let allowlist = HostAllowlist::builder()
+        let allowlist = builder
             .hosts_from_list(&allowed_hosts)
             .allow_plain_http(self.flag("MLFLOW_SECRETS_ALLOW_PLAIN_HTTP")?)
             .build()

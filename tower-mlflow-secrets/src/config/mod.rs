@@ -10,7 +10,7 @@
 //!
 //! | Variable | Default | Notes |
 //! |---|---|---|
-//! | `MLFLOW_SECRETS_ALLOWED_HOSTS` | origin of `MLFLOW_TRACKING_URI` | comma list, [`HostAllowlist`] patterns; **unlike the plugin, unset does not mean "all hosts"** |
+//! | `MLFLOW_SECRETS_ALLOWED_HOSTS` | origin of `MLFLOW_TRACKING_URI` | comma list, [`HostAllowlist`] patterns; as the plugin, a host without a port matches any port; https unless loopback; **unlike the plugin, unset does not mean "all hosts"** (see [the comparison](crate::allowlist)) |
 //! | `MLFLOW_AUTH_HEADER_NAME` | `Authorization` | any case of `authorization` is `Authorization` |
 //! | `MLFLOW_{VAULT,AWS,AZURE}_AUTH_MODE` | `bearer` | `bearer` or `basic`; anything else is an error |
 //! | `MLFLOW_{VAULT,AWS,AZURE}_TTL_SEC` | 300 | ≤ 0 → 300, clamped to 1..=86400; not a number is an error |

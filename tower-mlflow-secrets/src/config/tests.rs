@@ -264,6 +264,32 @@ fn allowlist_with_ports_and_bad_patterns() {
 }
 
 #[test]
+fn allowed_hosts_without_a_port_match_any_port_as_in_the_plugin() {
+    let mut vars = vec![
+        ("MLFLOW_SECRETS_AUTH_ENABLE", "vault"),
+        (
+            "MLFLOW_SECRETS_ALLOWED_HOSTS",
+            "127.0.0.1, MLflow.Example.com, [::1], api.example.com:8443",
+        ),
+    ];
+    vars.extend(VAULT);
+    let c = config(&vars).unwrap();
+    let allows = |uri: &str| c.allowlist().allows(&uri.parse().unwrap());
+    assert!(allows("http://127.0.0.1:43503/api/2.0/mlflow/runs/create"));
+    assert!(allows("http://[::1]:5000/"));
+    assert!(allows("https://mlflow.example.com:5000/"));
+    assert!(allows("https://mlflow.example.com/"));
+    assert!(allows("https://api.example.com:8443/"));
+    // A given port is the only one; https is still required off loopback.
+    assert!(!allows("https://api.example.com/"));
+    assert!(!allows("http://mlflow.example.com:5000/"));
+    assert!(!allows("http://127.0.0.2.example.com:5000/"));
+    // Shell globs beyond a leading `*.` are still refused.
+    vars[1] = ("MLFLOW_SECRETS_ALLOWED_HOSTS", "mlflow.*.com");
+    assert!(config(&vars).is_err());
+}
+
+#[test]
 fn errors_and_debug_never_show_secrets() {
     let mut vars = vec![
         HOSTS,

@@ -1,19 +1,4 @@
-//! `mlflow-secrets`: inspect and check the configuration read by
-//! `tower_mlflow_secrets::config::Config::from_env` (the variables of mlflow-secrets-auth).
-//!
-//! ```text
-//! mlflow-secrets info   [--verbose]
-//! mlflow-secrets doctor [--dry-run URL] [--verbose]
-//! ```
-//!
-//! `info` prints the resolved configuration and, for the secret, only a fingerprint
-//! (`sha256:` + 12 hex digits of its SHA-256) and its length. `doctor` validates the
-//! configuration, fetches the secret, builds the header, checks the allowlist and https,
-//! and with `--dry-run URL` sends one GET request with the header and fails on 401, 403 or a
-//! network error. Nothing ever prints the secret or the header value, `--verbose` included.
-//!
-//! Exit codes: 0 success; 1 a check failed (fetch, header, host not allowed, dry run);
-//! 2 usage or configuration error.
+//! `info` and `doctor`: print the configuration and check it, never the secret.
 
 use std::{process::ExitCode, time::Duration};
 
@@ -23,83 +8,12 @@ use secrecy::ExposeSecret;
 use tower_mlflow_core::http::{HttpClient, error_chain};
 use tower_mlflow_secrets::{
     config::{Config, Provider, VaultAuthConfig},
-    source::{Fetched, SecretSource},
+    source::Fetched,
 };
 
-const USAGE: &str = "usage: mlflow-secrets <info|doctor> [--dry-run URL] [--verbose]
-  info                 print the resolved configuration and the secret's fingerprint
-  doctor               validate, fetch, build the header, check the allowlist
-  --dry-run URL        (doctor) send one GET to URL; fail on 401, 403 or a network error
-  --verbose            more detail (never the secret)
-exit codes: 0 ok, 1 a check failed, 2 usage or configuration error";
-
-struct Args {
-    command: String,
-    dry_run: Option<String>,
-    verbose: bool,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut command = None;
-    let mut dry_run = None;
-    let mut verbose = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--verbose" | "-v" => verbose = true,
-            "--dry-run" => dry_run = Some(args.next().ok_or("--dry-run needs a URL")?),
-            "-h" | "--help" => return Err(String::new()),
-            "info" | "doctor" if command.is_none() => command = Some(arg),
-            other => return Err(format!("unexpected argument `{other}`")),
-        }
-    }
-    let command = command.ok_or("missing command")?;
-    if dry_run.is_some() && command != "doctor" {
-        return Err("--dry-run is a doctor option".to_owned());
-    }
-    Ok(Args {
-        command,
-        dry_run,
-        verbose,
-    })
-}
-
-#[allow(clippy::print_stdout, clippy::print_stderr)]
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            if message.is_empty() {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            eprintln!("error: {message}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("configuration error: {}", error_chain(&e));
-            return ExitCode::from(2);
-        }
-    };
-    print_config(&config, args.verbose);
-    let source = match config.source().await {
-        Ok(source) => source,
-        Err(e) => {
-            eprintln!("configuration error: {}", error_chain(&e));
-            return ExitCode::from(2);
-        }
-    };
-    let secret = match source.fetch().await {
-        Ok(fetched) => fetched,
-        Err(e) => {
-            eprintln!("fetch: FAILED: {e}");
-            return ExitCode::from(1);
-        }
-    };
+/// Prints the secret's fingerprint and length, and its lifetime when the source gave one.
+#[allow(clippy::print_stdout)]
+pub(crate) fn print_secret(secret: &Fetched) {
     let bytes = secret.secret().expose_secret().as_bytes();
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
     let hex: String = digest.as_ref()[..6]
@@ -110,16 +24,16 @@ async fn main() -> ExitCode {
     if let Some(expiry) = secret.expires_in() {
         println!("secret expires in: {}s", expiry.as_secs());
     }
-    if args.command == "info" {
-        return ExitCode::SUCCESS;
-    }
-    doctor(&config, &secret, args.dry_run).await
 }
 
 /// The `doctor` checks after a successful fetch: the header renders, and with `--dry-run`
 /// the URL is allowed and the server accepts the credential.
 #[allow(clippy::print_stdout, clippy::print_stderr)]
-async fn doctor(config: &Config, secret: &Fetched, dry_run_url: Option<String>) -> ExitCode {
+pub(crate) async fn doctor(
+    config: &Config,
+    secret: &Fetched,
+    dry_run_url: Option<String>,
+) -> ExitCode {
     let header = match config.template().render(secret.secret()) {
         Ok(value) => value,
         Err(e) => {
@@ -169,7 +83,7 @@ async fn doctor(config: &Config, secret: &Fetched, dry_run_url: Option<String>) 
     }
 }
 
-fn origin(uri: &Uri) -> String {
+pub(crate) fn origin(uri: &Uri) -> String {
     format!(
         "{}://{}",
         uri.scheme_str().unwrap_or("?"),
@@ -179,7 +93,7 @@ fn origin(uri: &Uri) -> String {
 }
 
 #[allow(clippy::print_stdout)]
-fn print_config(config: &Config, verbose: bool) {
+pub(crate) fn print_config(config: &Config, verbose: bool) {
     for (i, provider) in config.providers().iter().enumerate() {
         println!("provider[{i}]: {}", provider.slug());
         match provider {
