@@ -8,8 +8,9 @@
 //! - [`net::is_loopback_host`]: the one answer to "is this host on this machine?".
 //! - [`blocking::run_blocking`] (feature `blocking`): tokio's blocking pool, or inline
 //!   outside a runtime.
-//! - [`http::HttpClient`] (feature `http-client`): the one outbound HTTPS client (rustls on
-//!   aws-lc-rs), the plain-http-to-loopback rule and the retry classification of statuses.
+//! - [`http::HttpClient`] (feature `http-client`; `https` with `http-client-tls`, rustls on
+//!   aws-lc-rs): the one outbound HTTP client, the plain-http-to-loopback rule and the retry
+//!   classification of statuses.
 //! - [`sync::SingleFlight`] and [`sync::Reloading`] (feature `sync`): one load at a time, its
 //!   outcome shared with every caller that waits for it, a snapshot readers load lock-free.
 //! - `define_inner_service_accessors!`: the `get_ref` / `get_mut` / `into_inner` of every

@@ -5,20 +5,29 @@ use std::{fmt, time::Duration};
 use bytes::Bytes;
 use http::{Request, Response, header::CONTENT_LENGTH};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioTimer},
 };
+#[cfg(feature = "http-client-tls")]
 use zeroize::Zeroizing;
 
-use super::{HttpClientBuildError, HttpError, tls::TlsSettings};
+#[cfg(feature = "http-client-tls")]
+use super::tls::TlsSettings;
+use super::{HttpClientBuildError, HttpError};
 
-/// A pooled HTTP/1.1 client for `https` (and `http`, which callers should allow only where
-/// [`scheme_is_safe`](super::scheme_is_safe) says so). Cheap to clone: clones share the pool.
+#[cfg(feature = "http-client-tls")]
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+#[cfg(not(feature = "http-client-tls"))]
+type Connector = HttpConnector;
+
+/// A pooled HTTP/1.1 client for `https` (feature `http-client-tls`) and `http`, which callers
+/// should allow only where [`scheme_is_safe`](super::scheme_is_safe) says so. Without
+/// `http-client-tls`, an `https` request fails with [`HttpError::Request`].
+/// Cheap to clone: clones share the pool.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     timeout: Duration,
     max_body_len: usize,
 }
@@ -44,6 +53,7 @@ impl HttpClient {
     /// [`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT), [`DEFAULT_MAX_BODY_LEN`](Self::DEFAULT_MAX_BODY_LEN).
     pub fn builder() -> HttpClientBuilder {
         HttpClientBuilder {
+            #[cfg(feature = "http-client-tls")]
             tls: TlsSettings::default(),
             timeout: Self::DEFAULT_TIMEOUT,
             max_body_len: Self::DEFAULT_MAX_BODY_LEN,
@@ -107,6 +117,7 @@ impl HttpClient {
 /// Configures an [`HttpClient`]; from [`HttpClient::builder`].
 #[must_use]
 pub struct HttpClientBuilder {
+    #[cfg(feature = "http-client-tls")]
     tls: TlsSettings,
     timeout: Duration,
     max_body_len: usize,
@@ -114,9 +125,10 @@ pub struct HttpClientBuilder {
 
 impl fmt::Debug for HttpClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpClientBuilder")
-            .field("tls", &self.tls)
-            .field("timeout", &self.timeout)
+        let mut f = f.debug_struct("HttpClientBuilder");
+        #[cfg(feature = "http-client-tls")]
+        f.field("tls", &self.tls);
+        f.field("timeout", &self.timeout)
             .field("max_body_len", &self.max_body_len)
             .finish()
     }
@@ -137,13 +149,18 @@ impl HttpClientBuilder {
 
     /// Whether the webpki (Mozilla) public roots are trusted (the default). Turn them off to
     /// trust only the [`ca_pem`](Self::ca_pem) bundles, as `VAULT_CACERT` does.
+    #[cfg(feature = "http-client-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http-client-tls")))]
     pub fn public_roots(mut self, enabled: bool) -> Self {
         self.tls.public_roots = enabled;
         self
     }
 
     /// Trusts the certificates of a PEM bundle as well. May be called more than once; each
-    /// bundle must hold at least one certificate.
+    /// bundle must hold at least one certificate, and errors count the bundles from 0 in
+    /// call order.
+    #[cfg(feature = "http-client-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http-client-tls")))]
     pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls.ca_pems.push(pem.into());
         self
@@ -151,6 +168,8 @@ impl HttpClientBuilder {
 
     /// Presents this PEM certificate chain and private key (PKCS#8, PKCS#1 or SEC1) for
     /// mutual TLS. The key is wiped from memory when the builder is dropped.
+    #[cfg(feature = "http-client-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http-client-tls")))]
     pub fn client_auth_pem(
         mut self,
         cert_chain_pem: impl Into<Vec<u8>>,
@@ -165,18 +184,14 @@ impl HttpClientBuilder {
     /// # Errors
     ///
     /// [`HttpClientBuildError`] when a PEM bundle, the client certificate or its key cannot
-    /// be used.
+    /// be used (so never without `http-client-tls`).
     pub fn build(self) -> Result<HttpClient, HttpClientBuildError> {
-        let config = self.tls.client_config()?;
         let mut http = HttpConnector::new();
-        // The TLS connector wraps this one and needs it to accept `https` URIs.
-        http.enforce_http(false);
         http.set_connect_timeout(Some(self.timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(config)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        #[cfg(feature = "http-client-tls")]
+        let connector = self.tls.connector(http)?;
+        #[cfg(not(feature = "http-client-tls"))]
+        let connector = http;
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(HttpClient::POOL_IDLE_TIMEOUT)

@@ -4,24 +4,53 @@ use std::{error::Error, fmt, time::Duration};
 
 use crate::BoxError;
 
-/// What [`HttpClientBuilder::build`](super::HttpClientBuilder::build) rejects. The text never
+/// What [`HttpClientBuilder::build`](super::HttpClientBuilder::build) rejects (only with
+/// feature `http-client-tls`: without TLS there is nothing to reject). The text never
 /// contains key material.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HttpClientBuildError {
-    /// A CA bundle holds no certificate or a malformed one, or no trust anchor is left.
-    InvalidCa,
+    /// A CA bundle is malformed or holds no certificate, or one of its certificates is not a
+    /// usable trust anchor.
+    InvalidCa {
+        /// Which bundle, counting the `ca_pem` calls from 0.
+        bundle: usize,
+        /// Which certificate in it, counting from 0; `None` when the bundle is malformed or
+        /// holds no certificate.
+        certificate: Option<usize>,
+    },
+    /// Nothing would be trusted: the public roots are off and no CA bundle was given.
+    NoTrustAnchors,
     /// The client certificate or key is malformed, or they do not match.
     InvalidClientCert,
+    /// The TLS configuration could not be built from the crypto provider.
+    Tls,
 }
 
 impl fmt::Display for HttpClientBuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::InvalidCa => f.write_str("the CA bundle holds no valid PEM certificate"),
+            Self::InvalidCa {
+                bundle,
+                certificate: Some(index),
+            } => write!(
+                f,
+                "CA bundle #{bundle}: certificate #{index} is not a usable trust anchor"
+            ),
+            Self::InvalidCa {
+                bundle,
+                certificate: None,
+            } => write!(
+                f,
+                "CA bundle #{bundle} is malformed or holds no certificate"
+            ),
+            Self::NoTrustAnchors => {
+                f.write_str("no trust anchor: the public roots are off and no CA bundle is given")
+            }
             Self::InvalidClientCert => {
                 f.write_str("the client certificate or key is not valid PEM, or they do not match")
             }
+            Self::Tls => f.write_str("cannot build the TLS configuration"),
         }
     }
 }
@@ -87,5 +116,30 @@ mod tests {
             timeout: Duration::from_secs(2),
         };
         assert_eq!(err.to_string(), "no response within 2s");
+    }
+
+    #[test]
+    fn build_errors_name_the_bundle_and_certificate() {
+        let err = HttpClientBuildError::InvalidCa {
+            bundle: 1,
+            certificate: Some(2),
+        };
+        assert_eq!(
+            err.to_string(),
+            "CA bundle #1: certificate #2 is not a usable trust anchor"
+        );
+        let err = HttpClientBuildError::InvalidCa {
+            bundle: 0,
+            certificate: None,
+        };
+        assert_eq!(
+            err.to_string(),
+            "CA bundle #0 is malformed or holds no certificate"
+        );
+        assert!(
+            HttpClientBuildError::NoTrustAnchors
+                .to_string()
+                .contains("no trust anchor")
+        );
     }
 }

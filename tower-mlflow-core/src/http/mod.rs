@@ -1,9 +1,12 @@
 //! The one outbound HTTP client of the workspace (feature `http-client`): hyper-util's pooled
-//! HTTP/1.1 client over rustls with the **aws-lc-rs** provider, the same provider the AWS SDK
-//! and jsonwebtoken use, so no second crypto library is compiled.
+//! HTTP/1.1 client, for `https` over rustls with the **aws-lc-rs** provider (feature
+//! `http-client-tls`), the same provider the AWS SDK and jsonwebtoken use, so no second crypto
+//! library is compiled. Without `http-client-tls` it speaks plain `http` only, and no TLS
+//! crate is built.
 //!
-//! - [`HttpClient::builder`]: timeout, response size cap, trust anchors (the webpki public
-//!   roots, plus or instead of PEM bundles), an optional client certificate.
+//! - [`HttpClient::builder`]: timeout, response size cap and, with `http-client-tls`, trust
+//!   anchors (the webpki public roots, plus or instead of PEM bundles) and an optional client
+//!   certificate.
 //! - [`HttpClient::send`]: sends a request with a [`Bytes`](bytes::Bytes) body and reads the whole
 //!   response, within the timeout and the size cap; failures are an [`HttpError`].
 //! - [`scheme_is_safe`]: `https`, or plain `http` only to a loopback host
@@ -36,6 +39,7 @@
 
 mod client;
 mod error;
+#[cfg(feature = "http-client-tls")]
 mod tls;
 
 use http::{StatusCode, Uri};

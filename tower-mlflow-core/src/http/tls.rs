@@ -1,8 +1,10 @@
-//! The rustls client configuration: aws-lc-rs, explicit trust anchors, optional client
-//! certificate.
+//! The rustls client configuration (feature `http-client-tls`): aws-lc-rs, explicit trust
+//! anchors, optional client certificate.
 
 use std::{fmt, sync::Arc};
 
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use zeroize::Zeroizing;
@@ -41,11 +43,26 @@ impl fmt::Debug for TlsSettings {
 }
 
 impl TlsSettings {
-    pub(super) fn client_config(&self) -> Result<ClientConfig, HttpClientBuildError> {
+    /// `http` wrapped in TLS for `https` URIs; `http` URIs pass through it.
+    pub(super) fn connector(
+        &self,
+        mut http: HttpConnector,
+    ) -> Result<HttpsConnector<HttpConnector>, HttpClientBuildError> {
+        let config = self.client_config()?;
+        // The TLS connector hands `https` URIs to this one, which refuses them by default.
+        http.enforce_http(false);
+        Ok(HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http))
+    }
+
+    fn client_config(&self) -> Result<ClientConfig, HttpClientBuildError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|_| HttpClientBuildError::InvalidCa)?
+            .map_err(|_| HttpClientBuildError::Tls)?
             .with_root_certificates(self.roots()?);
         match &self.client_pem {
             None => Ok(builder.with_no_client_auth()),
@@ -70,21 +87,30 @@ impl TlsSettings {
         if self.public_roots {
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         }
-        for pem in &self.ca_pems {
-            let mut added = 0;
-            for cert in CertificateDer::pem_slice_iter(pem) {
-                let cert = cert.map_err(|_| HttpClientBuildError::InvalidCa)?;
-                roots
-                    .add(cert)
-                    .map_err(|_| HttpClientBuildError::InvalidCa)?;
-                added += 1;
+        for (bundle, pem) in self.ca_pems.iter().enumerate() {
+            // A bundle without a certificate is an error rather than nothing trusted, which
+            // would fail every request later.
+            let malformed = HttpClientBuildError::InvalidCa {
+                bundle,
+                certificate: None,
+            };
+            let certificates = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| malformed.clone())?;
+            if certificates.is_empty() {
+                return Err(malformed);
             }
-            if added == 0 {
-                return Err(HttpClientBuildError::InvalidCa);
+            for (index, certificate) in certificates.into_iter().enumerate() {
+                roots
+                    .add(certificate)
+                    .map_err(|_| HttpClientBuildError::InvalidCa {
+                        bundle,
+                        certificate: Some(index),
+                    })?;
             }
         }
         if roots.is_empty() {
-            return Err(HttpClientBuildError::InvalidCa);
+            return Err(HttpClientBuildError::NoTrustAnchors);
         }
         Ok(roots)
     }
@@ -131,10 +157,54 @@ mod tests {
     fn bad_or_empty_ca_is_rejected() {
         for pem in [b"not a pem".to_vec(), Vec::new()] {
             let err = settings(true, vec![pem]).client_config().err();
-            assert_eq!(err, Some(HttpClientBuildError::InvalidCa));
+            assert_eq!(
+                err,
+                Some(HttpClientBuildError::InvalidCa {
+                    bundle: 0,
+                    certificate: None
+                })
+            );
         }
         let err = settings(false, Vec::new()).client_config().err();
-        assert_eq!(err, Some(HttpClientBuildError::InvalidCa));
+        assert_eq!(err, Some(HttpClientBuildError::NoTrustAnchors));
+    }
+
+    #[test]
+    fn unusable_bundle_is_named_with_its_certificate() {
+        let invalid = |bundle, certificate| HttpClientBuildError::InvalidCa {
+            bundle,
+            certificate,
+        };
+        let no_certificate = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        assert_eq!(
+            settings(false, vec![ca_pem(), no_certificate.to_vec()])
+                .roots()
+                .unwrap_err(),
+            invalid(1, None)
+        );
+        // Well-formed PEM whose DER is not a certificate.
+        let garbage_der = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let bundle = [ca_pem(), garbage_der.to_vec()].concat();
+        assert_eq!(
+            settings(false, vec![ca_pem(), bundle]).roots().unwrap_err(),
+            invalid(1, Some(1))
+        );
+        let one = settings(false, vec![ca_pem()]).roots().unwrap();
+        assert_eq!(one.len(), 1);
+    }
+
+    #[test]
+    fn connector_builds_from_the_settings() {
+        assert!(
+            TlsSettings::default()
+                .connector(HttpConnector::new())
+                .is_ok()
+        );
+        assert!(
+            settings(false, Vec::new())
+                .connector(HttpConnector::new())
+                .is_err()
+        );
     }
 
     #[test]

@@ -98,7 +98,13 @@ mod tests {
             client_pem: None,
         };
         let err = HttpClient::new(tls, Duration::from_secs(1)).err();
-        assert_eq!(err, Some(HttpClientBuildError::InvalidCa));
+        assert_eq!(
+            err,
+            Some(HttpClientBuildError::InvalidCa {
+                bundle: 0,
+                certificate: None
+            })
+        );
     }
 
     #[test]

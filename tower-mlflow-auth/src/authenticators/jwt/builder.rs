@@ -241,8 +241,8 @@ impl JwtBuilder {
             self.timeout,
             self.max_response_size,
             #[cfg(feature = "jwt-tls")]
-            super::tls::client_config(&self.root_pems)?,
-        );
+            self.root_pems,
+        )?;
         let keys = KeyStore::new(source, fetcher, url_policy, self.timing, algorithms);
         Ok(Jwt::from_parts(checks, keys))
     }

@@ -1,8 +1,9 @@
 //! What `build()` rejects ([`JwtBuildError`]) and what fetching keys runs into ([`JwtError`]).
 
-use std::{error::Error, fmt};
+use std::{error::Error, fmt, sync::Arc};
 
 use http::{StatusCode, Uri};
+use tower_mlflow_core::BoxError;
 
 use super::JwtAlgorithm;
 #[cfg(doc)]
@@ -103,11 +104,15 @@ impl Error for JwtBuildError {}
 
 /// The keys could not be fetched: the authenticator answers 503 while it has none.
 ///
-/// Its text names the URL and the failure; it never contains a token.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Its text names the URL and the failure; it never contains a token. A transport failure
+/// ([`JwtErrorKind::Request`]) keeps its cause in [`source`](Error::source). Two errors are
+/// equal when they name the same URL and kind; the cause is not compared.
+#[derive(Clone, Debug)]
 pub struct JwtError {
     url: Box<str>,
     kind: JwtErrorKind,
+    /// Shared, since every request waiting for one fetch gets a clone of its error.
+    source: Option<Arc<dyn Error + Send + Sync>>,
 }
 
 impl JwtError {
@@ -119,7 +124,13 @@ impl JwtError {
         Self {
             url: url.into(),
             kind,
+            source: None,
         }
+    }
+
+    pub(super) fn with_source(mut self, source: BoxError) -> Self {
+        self.source = Some(source.into());
+        self
     }
 
     /// The URL that failed (discovery document or JWKS).
@@ -141,7 +152,19 @@ impl fmt::Display for JwtError {
     }
 }
 
-impl Error for JwtError {}
+impl Error for JwtError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
+}
+
+impl PartialEq for JwtError {
+    fn eq(&self, other: &Self) -> bool {
+        self.url == other.url && self.kind == other.kind
+    }
+}
+
+impl Eq for JwtError {}
 
 /// What went wrong fetching keys, or with a key-source URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,8 +177,8 @@ pub enum JwtErrorKind {
     InsecureUrl,
     /// `https://` without the `jwt-tls` feature.
     HttpsUnsupported,
-    /// Connecting or reading failed.
-    Request(Box<str>),
+    /// Connecting or reading failed; [`JwtError`]'s [`source`](Error::source) says why.
+    Request,
     /// No complete answer within [`JwtBuilder::timeout`].
     Timeout,
     /// The answer was not 200 OK.
@@ -183,7 +206,7 @@ impl fmt::Display for JwtErrorKind {
                 f.pad("plain http to a non-loopback host (see `allow_insecure_http`)")
             }
             Self::HttpsUnsupported => f.pad("https needs the `jwt-tls` feature"),
-            Self::Request(e) => write!(f, "request failed: {e}"),
+            Self::Request => f.pad("request failed"),
             Self::Timeout => f.pad("timed out"),
             Self::Status(status) => write!(f, "status {status}"),
             Self::TooLarge(limit) => write!(f, "response over {limit} bytes"),

@@ -22,8 +22,6 @@ mod keys;
 mod refresh;
 #[cfg(test)]
 mod tests;
-#[cfg(feature = "jwt-tls")]
-mod tls;
 
 use std::{fmt, sync::Arc, time::Duration};
 

@@ -14,7 +14,10 @@ use http::Uri;
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 use tokio::time::Instant;
-use tower_mlflow_core::sync::{Reloading, Snapshot};
+use tower_mlflow_core::{
+    http::error_chain,
+    sync::{Reloading, Snapshot},
+};
 
 use super::{
     JwtError, JwtErrorKind,
@@ -224,7 +227,8 @@ impl KeyStore {
                 tracing::debug!(keys = keys.len(), "JWKS fetched");
             }
             Err(e) => {
-                tracing::warn!(error = %e, "JWKS fetch failed; keeping the previous keys");
+                let error = error_chain(e);
+                tracing::warn!(%error, "JWKS fetch failed; keeping the previous keys");
                 log.last_failure = Some(Instant::now());
                 log.last_error = Some(e.clone());
             }

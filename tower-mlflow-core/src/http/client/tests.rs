@@ -1,5 +1,3 @@
-use std::sync::Arc;
-
 use http::StatusCode;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -60,6 +58,7 @@ fn get(url: &str) -> Request<Bytes> {
 }
 
 /// A TLS acceptor for `localhost` (aws-lc-rs) and the PEM of the CA that signed it.
+#[cfg(feature = "http-client-tls")]
 fn localhost_tls() -> (tokio_rustls::TlsAcceptor, String) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -74,7 +73,7 @@ fn localhost_tls() -> (tokio_rustls::TlsAcceptor, String) {
         .unwrap()
         .signed_by(&server_key, &issuer)
         .unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -85,7 +84,7 @@ fn localhost_tls() -> (tokio_rustls::TlsAcceptor, String) {
         )
         .unwrap();
     (
-        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
         ca_cert.pem(),
     )
 }
@@ -174,6 +173,7 @@ async fn refused_connection_is_a_request_error() {
     assert!(std::error::Error::source(&err).is_some());
 }
 
+#[cfg(feature = "http-client-tls")]
 #[tokio::test]
 async fn https_with_an_extra_ca() {
     let (acceptor, ca_pem) = localhost_tls();
@@ -196,6 +196,7 @@ async fn https_with_an_extra_ca() {
     );
 }
 
+#[cfg(feature = "http-client-tls")]
 #[tokio::test]
 async fn https_to_an_unknown_ca_fails() {
     let (acceptor, _) = localhost_tls();
@@ -208,6 +209,7 @@ async fn https_to_an_unknown_ca_fails() {
     assert!(matches!(err, HttpError::Request(_)), "{err:?}");
 }
 
+#[cfg(feature = "http-client-tls")]
 #[test]
 fn debug_hides_the_client_key() {
     let builder = HttpClient::builder().client_auth_pem("CERT", "PRIVATE KEY BYTES");
@@ -227,4 +229,12 @@ fn builds_outside_a_runtime() {
         .unwrap();
     assert_eq!(client.timeout(), Duration::from_secs(3));
     assert!(format!("{client:?}").contains("max_body_len"));
+}
+
+#[cfg(not(feature = "http-client-tls"))]
+#[tokio::test]
+async fn https_needs_the_tls_feature() {
+    let client = HttpClient::builder().build().unwrap();
+    let err = client.send(get("https://127.0.0.1:9/")).await.unwrap_err();
+    assert!(matches!(err, HttpError::Request(_)), "{err:?}");
 }

@@ -108,6 +108,76 @@ fn https_is_accepted_with_the_tls_feature() {
     );
 }
 
+/// A self-signed P-256 CA (`openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256
+/// -subj /CN=tower-mlflow-test-ca -days 36500 -nodes`); only its public half is here.
+#[cfg(feature = "jwt-tls")]
+const CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBljCCATugAwIBAgIUJjXQywrcUJPvJ+PEkcvwSnnQSEIwCgYIKoZIzj0EAwIw
+HzEdMBsGA1UEAwwUdG93ZXItbWxmbG93LXRlc3QtY2EwIBcNMjYxMjAxMDg1MjQ1
+WhgPMjEyNjExMDcwODUyNDVaMB8xHTAbBgNVBAMMFHRvd2VyLW1sZmxvdy10ZXN0
+LWNhMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEblR21iZ0kAbqVqbTIvDTUKbn
+4AnFhXp3ab4EViHI4+p9ominwmuAg1hzww0NgIVESUulRI+C2GBQyT7dE7AaKaNT
+MFEwHQYDVR0OBBYEFPxHdZeV1hUwU8N3s3wSkczlS0xgMB8GA1UdIwQYMBaAFPxH
+dZeV1hUwU8N3s3wSkczlS0xgMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwID
+SQAwRgIhAPl4zyI1CEn3QKkEg48RnqGTkQzwsjaqF2wCGKlN5ThWAiEA+BbzZe6d
+yBYHLAtw5Ppp8geVz25leP01T4wRVN7QHdA=
+-----END CERTIFICATE-----
+";
+
+/// `https` to an issuer, trusting these PEMs.
+#[cfg(feature = "jwt-tls")]
+fn with_roots(pems: &[&[u8]]) -> Result<Jwt, JwtBuildError> {
+    pems.iter()
+        .fold(
+            Jwt::builder()
+                .issuer("https://idp.example.com")
+                .audience(AUD),
+            |builder, pem| builder.root_certificates_pem(pem.to_vec()),
+        )
+        .build()
+}
+
+#[cfg(feature = "jwt-tls")]
+#[test]
+fn default_roots_are_the_mozilla_ones() {
+    assert!(with_roots(&[]).is_ok());
+}
+
+#[cfg(feature = "jwt-tls")]
+#[test]
+fn ca_certificates_are_accepted_as_roots() {
+    assert!(with_roots(&[CA.as_bytes()]).is_ok());
+    assert!(with_roots(&[CA.as_bytes(), CA.as_bytes()]).is_ok());
+}
+
+#[cfg(feature = "jwt-tls")]
+#[test]
+fn unusable_pem_names_the_call_and_the_certificate() {
+    let no_certificate = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+    assert_eq!(
+        with_roots(&[CA.as_bytes(), no_certificate]).unwrap_err(),
+        JwtBuildError::RootCertificates {
+            pem: 1,
+            certificate: None
+        }
+    );
+    assert_eq!(
+        with_roots(&[b"not pem at all"]).unwrap_err(),
+        JwtBuildError::RootCertificates {
+            pem: 0,
+            certificate: None
+        }
+    );
+    let garbage_der = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    assert_eq!(
+        with_roots(&[format!("{CA}{garbage_der}").as_bytes()]).unwrap_err(),
+        JwtBuildError::RootCertificates {
+            pem: 0,
+            certificate: Some(1)
+        }
+    );
+}
+
 #[test]
 fn challenge_is_bearer() {
     let jwt = Jwt::builder()
