@@ -42,11 +42,40 @@
 //! ```
 //!
 //! Two authenticators combine with [`first_of`]: the first to accept wins.
+//!
+//! # Composing a chain
+//!
+//! - **Dispatch by scheme.** Each authenticator says which credentials it can accept at all
+//!   ([`Authenticator::accepts`]): the built-in password stores take Basic only, token
+//!   stores their own scheme. [`first_of`] never asks a side that cannot accept the
+//!   credential, so a bearer token costs no decoy password hash.
+//! - **One cache over the password stores.** Put a single
+//!   [`Cached`](crate::authenticators::Cached) over the chain of stores whose answers are
+//!   slow to compute and last (htpasswd, MLflow users), not one per store:
+//!   `Cached::new(first_of(htpasswd, mlflow_users))`. A credential accepted by any of them
+//!   is then answered on the synchronous fast path; a miss runs each store at most once (one
+//!   check for all concurrent identical requests); a flood of wrong passwords queues for the
+//!   cache's verification permits, which hits never wait for. A cache per store does not
+//!   work: [`FirstOf::try_accept_now`] may answer only for its first side (a later side must
+//!   not answer for a credential the first may still accept with another principal), so the
+//!   users of the second store would pay the first's verification on every request and wait
+//!   behind its flood.
+//! - **Tokens outside the cache.** A JWT carries its own expiry, which a cache entry could
+//!   outlive, and static tokens are answered from memory already: chain them after the
+//!   cache, `first_of(first_of(Cached::new(first_of(htpasswd, users))?, tokens), jwt)`. A
+//!   Basic credential then never reaches them, and a bearer token passes the cache by
+//!   without taking a permit.
+//! - **Revocation follows the store.** A store that reloads tells the caches above it which
+//!   credentials it stopped vouching for ([`Authenticator::subscribe_revocations`],
+//!   [`Revoked`]); `Cached` subscribes when it is built and drops those entries at once,
+//!   whatever their time to live, and a store that subscribers listen to watches its source
+//!   on its own, because cache hits never reach it.
 
 use std::{error::Error, fmt, future::Future, sync::Arc};
 
 use http::request::Parts;
 
+pub use crate::authenticators::revocation::{RevocationListener, Revoked};
 use crate::{
     authorization::Authorization,
     credentials::{Credentials, CredentialsError},
@@ -96,6 +125,32 @@ pub trait Authenticator: Clone + Send + Sync + 'static {
         None
     }
 
+    /// Whether these credentials are of a kind this authenticator can ever accept (its
+    /// scheme, its header), without looking at the secret. `false` promises that
+    /// [`authenticate`](Self::authenticate) would answer `Ok(None)`: [`first_of`] then skips
+    /// this side, and [`Cached`](crate::authenticators::Cached) rejects at once instead of
+    /// taking a verification permit. The default, `true`, is always correct, only slower.
+    ///
+    /// A method on the trait rather than a `by_scheme(basic, bearer)` combinator: the store
+    /// knows what it handles (so the chain cannot be wired wrong), it works for any number of
+    /// stores and for custom schemes, and [`first_of`] stays the one way to chain.
+    fn accepts(&self, credentials: &Credentials) -> bool {
+        let _ = credentials;
+        true
+    }
+
+    /// Asks this authenticator to tell `listener` from now on which credentials it stops
+    /// vouching for: when its store reloads and a user is gone or changed, or when the store
+    /// cannot be read. Caches call this when they are built; see [`Revoked`].
+    ///
+    /// A store with subscribers also looks for changes on its own (a tokio task spawned in
+    /// the current runtime, or at its next verification), since cached credentials never
+    /// reach it. Combinators pass the listener to every authenticator they wrap. The default
+    /// does nothing: right for an authenticator whose answers never change.
+    fn subscribe_revocations(&self, listener: RevocationListener) {
+        let _ = listener;
+    }
+
     /// The challenges for the `WWW-Authenticate` header of a 401, in order of preference.
     ///
     /// The default is `Basic`. An empty slice sends no `WWW-Authenticate` header.
@@ -136,6 +191,14 @@ impl<A: Authenticator> Authenticator for Arc<A> {
 
     fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
         (**self).try_accept_now(credentials)
+    }
+
+    fn accepts(&self, credentials: &Credentials) -> bool {
+        (**self).accepts(credentials)
+    }
+
+    fn subscribe_revocations(&self, listener: RevocationListener) {
+        (**self).subscribe_revocations(listener);
     }
 
     fn challenges(&self) -> &[Challenge] {
@@ -208,7 +271,10 @@ impl Error for InvalidChallenge {}
 /// - Extraction: the first authenticator's credentials if it finds any, else the second's;
 ///   malformed credentials are reported only when neither finds usable ones.
 /// - Verification: `second` runs when `first` rejects (`Ok(None)`) or fails (`Err`). A
-///   backend failure is reported (503) only when no authenticator accepted.
+///   backend failure is reported (503) only when no authenticator accepted. A side that
+///   does not [accept](Authenticator::accepts) the credentials is not asked.
+/// - Fast path: the first side that accepts the credentials answers
+///   [`try_accept_now`](Authenticator::try_accept_now).
 /// - Challenges: both lists, `first`'s first, without duplicates.
 ///
 /// ```
@@ -271,11 +337,20 @@ impl<A: Authenticator, B: Authenticator> Authenticator for FirstOf<A, B> {
         &self,
         credentials: Credentials,
     ) -> Result<Option<Authorization>, Self::Error> {
-        let first = self.first.authenticate(credentials.clone()).await;
+        let first = if self.first.accepts(&credentials) {
+            self.first.authenticate(credentials.clone()).await
+        } else {
+            Ok(None)
+        };
         if let Ok(Some(principal)) = first {
             return Ok(Some(principal));
         }
-        match (first, self.second.authenticate(credentials).await) {
+        let second = if self.second.accepts(&credentials) {
+            self.second.authenticate(credentials).await
+        } else {
+            Ok(None)
+        };
+        match (first, second) {
             (_, Ok(Some(principal))) => Ok(Some(principal)),
             (Err(e), _) => Err(FirstOfError::First(e)),
             (_, Err(e)) => Err(FirstOfError::Second(e)),
@@ -284,9 +359,25 @@ impl<A: Authenticator, B: Authenticator> Authenticator for FirstOf<A, B> {
     }
 
     fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
-        // Only `first` may answer at once: when it cannot, it might still accept (with its own
-        // principal) once verified, and it comes before `second`.
-        self.first.try_accept_now(credentials)
+        // `second` may answer only when `first` cannot accept these credentials at all:
+        // otherwise `first` might still accept them (with its own principal) once verified,
+        // and it comes before `second`.
+        if self.first.accepts(credentials) {
+            self.first.try_accept_now(credentials)
+        } else if self.second.accepts(credentials) {
+            self.second.try_accept_now(credentials)
+        } else {
+            None
+        }
+    }
+
+    fn accepts(&self, credentials: &Credentials) -> bool {
+        self.first.accepts(credentials) || self.second.accepts(credentials)
+    }
+
+    fn subscribe_revocations(&self, listener: RevocationListener) {
+        self.first.subscribe_revocations(listener.clone());
+        self.second.subscribe_revocations(listener);
     }
 
     fn challenges(&self) -> &[Challenge] {
@@ -349,6 +440,8 @@ trait ErasedAuthenticator: Send + Sync + 'static {
     fn credentials(&self, parts: &Parts) -> Result<Credentials, CredentialsError>;
     fn authenticate(&self, credentials: Credentials) -> BoxedVerification<'_>;
     fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization>;
+    fn accepts(&self, credentials: &Credentials) -> bool;
+    fn subscribe_revocations(&self, listener: RevocationListener);
     fn challenges(&self) -> &[Challenge];
 }
 
@@ -367,6 +460,14 @@ impl<A: Authenticator> ErasedAuthenticator for A {
 
     fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
         Authenticator::try_accept_now(self, credentials)
+    }
+
+    fn accepts(&self, credentials: &Credentials) -> bool {
+        Authenticator::accepts(self, credentials)
+    }
+
+    fn subscribe_revocations(&self, listener: RevocationListener) {
+        Authenticator::subscribe_revocations(self, listener);
     }
 
     fn challenges(&self) -> &[Challenge] {
@@ -399,6 +500,14 @@ impl Authenticator for BoxAuthenticator {
         self.0.try_accept_now(credentials)
     }
 
+    fn accepts(&self, credentials: &Credentials) -> bool {
+        self.0.accepts(credentials)
+    }
+
+    fn subscribe_revocations(&self, listener: RevocationListener) {
+        self.0.subscribe_revocations(listener);
+    }
+
     fn challenges(&self) -> &[Challenge] {
         self.0.challenges()
     }
@@ -425,5 +534,153 @@ impl fmt::Display for BoxAuthenticatorError {
 impl Error for BoxAuthenticatorError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         self.0.source()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        convert::Infallible,
+        sync::{
+            Arc, Mutex,
+            atomic::{AtomicUsize, Ordering},
+        },
+    };
+
+    use secrecy::SecretString;
+
+    use super::{
+        Authenticator, Authorization, BoxAuthenticator, Credentials, RevocationListener, Revoked,
+        first_of,
+    };
+    use crate::credentials::Scheme;
+
+    /// Accepts every credential of one scheme as `subject`, counts its verifications and
+    /// keeps its listeners.
+    #[derive(Clone)]
+    struct OneScheme {
+        scheme: Scheme,
+        subject: &'static str,
+        fast: bool,
+        calls: Arc<AtomicUsize>,
+        listeners: Arc<Mutex<Vec<RevocationListener>>>,
+    }
+
+    impl OneScheme {
+        fn new(scheme: Scheme, subject: &'static str, fast: bool) -> Self {
+            Self {
+                scheme,
+                subject,
+                fast,
+                calls: Arc::default(),
+                listeners: Arc::default(),
+            }
+        }
+
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Authenticator for OneScheme {
+        type Error = Infallible;
+
+        async fn authenticate(
+            &self,
+            credentials: Credentials,
+        ) -> Result<Option<Authorization>, Infallible> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok((credentials.scheme() == self.scheme)
+                .then(|| Authorization::new(self.subject, self.scheme)))
+        }
+
+        fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+            (self.fast && credentials.scheme() == self.scheme)
+                .then(|| Authorization::new(self.subject, self.scheme))
+        }
+
+        fn accepts(&self, credentials: &Credentials) -> bool {
+            credentials.scheme() == self.scheme
+        }
+
+        fn subscribe_revocations(&self, listener: RevocationListener) {
+            self.listeners.lock().unwrap().push(listener);
+        }
+    }
+
+    fn basic() -> Credentials {
+        Credentials::Basic {
+            username: "alice".into(),
+            password: SecretString::from("pw"),
+        }
+    }
+
+    fn bearer() -> Credentials {
+        Credentials::Bearer {
+            token: SecretString::from("tok"),
+        }
+    }
+
+    #[tokio::test]
+    async fn first_of_asks_only_the_sides_that_accept_the_scheme() {
+        let (passwords, tokens) = (
+            OneScheme::new(Scheme::Basic, "alice", false),
+            OneScheme::new(Scheme::Bearer, "bot", false),
+        );
+        let chain = first_of(passwords.clone(), tokens.clone());
+        let who = chain.authenticate(bearer()).await.unwrap().unwrap();
+        assert_eq!(
+            (who.subject(), passwords.calls(), tokens.calls()),
+            ("bot", 0, 1)
+        );
+        let who = chain.authenticate(basic()).await.unwrap().unwrap();
+        assert_eq!(
+            (who.subject(), passwords.calls(), tokens.calls()),
+            ("alice", 1, 1)
+        );
+        let header = Credentials::Header {
+            name: http::HeaderName::from_static("x-api-key"),
+            value: SecretString::from("k"),
+        };
+        assert!(!chain.accepts(&header) && chain.accepts(&basic()) && chain.accepts(&bearer()));
+        assert_eq!(chain.authenticate(header).await.unwrap(), None);
+        assert_eq!((passwords.calls(), tokens.calls()), (1, 1), "nobody asked");
+    }
+
+    #[test]
+    fn the_fast_path_goes_to_the_first_side_that_accepts_the_scheme() {
+        let slow_basic = OneScheme::new(Scheme::Basic, "alice", false);
+        let fast_bearer = OneScheme::new(Scheme::Bearer, "bot", true);
+        let chain = first_of(slow_basic, fast_bearer);
+        assert_eq!(chain.try_accept_now(&bearer()).unwrap().subject(), "bot");
+        assert_eq!(chain.try_accept_now(&basic()), None);
+        // `first` accepts Basic but cannot answer now: `second` must not answer for it.
+        let both_basic = first_of(
+            OneScheme::new(Scheme::Basic, "first", false),
+            OneScheme::new(Scheme::Basic, "second", true),
+        );
+        assert_eq!(both_basic.try_accept_now(&basic()), None);
+        let boxed = BoxAuthenticator::new(Arc::new(chain));
+        assert_eq!(boxed.try_accept_now(&bearer()).unwrap().subject(), "bot");
+        assert!(!boxed.accepts(&Credentials::Header {
+            name: http::HeaderName::from_static("x-api-key"),
+            value: SecretString::from("k"),
+        }));
+    }
+
+    #[test]
+    fn combinators_pass_revocation_listeners_to_every_side() {
+        let (a, b) = (
+            OneScheme::new(Scheme::Basic, "a", false),
+            OneScheme::new(Scheme::Bearer, "b", false),
+        );
+        let chain = BoxAuthenticator::new(Arc::new(first_of(a.clone(), b.clone())));
+        chain.subscribe_revocations(RevocationListener::new(|_: &Revoked| {}));
+        assert_eq!(a.listeners.lock().unwrap().len(), 1);
+        assert_eq!(b.listeners.lock().unwrap().len(), 1);
+        // Closures accept everything and have nothing to revoke.
+        let closure = |_: Credentials| async { Ok::<_, Infallible>(None) };
+        assert!(closure.accepts(&bearer()));
+        closure.subscribe_revocations(RevocationListener::new(|_: &Revoked| {}));
     }
 }

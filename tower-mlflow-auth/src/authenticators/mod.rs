@@ -8,6 +8,9 @@
 //! | `Jwt` | `jwt` | Bearer JWTs verified against a JWKS or OIDC discovery |
 //! | `Cached` | `cache` | wraps any authenticator with a verified-credential cache |
 
+// The revocation types are re-exported by `crate::authenticator`, beside the trait.
+pub(crate) mod revocation;
+
 #[cfg(feature = "htpasswd")]
 pub(crate) mod htpasswd;
 #[cfg(feature = "htpasswd")]

@@ -178,6 +178,14 @@ impl Authenticator for StaticTokens {
         self.lookup(token.expose_secret())
     }
 
+    fn accepts(&self, credentials: &Credentials) -> bool {
+        match (&self.inner.source, credentials) {
+            (TokenSource::Bearer, Credentials::Bearer { .. }) => true,
+            (TokenSource::Header(expected), Credentials::Header { name, .. }) => name == expected,
+            _ => false,
+        }
+    }
+
     fn challenges(&self) -> &[Challenge] {
         &self.inner.challenges
     }
@@ -434,6 +442,28 @@ mod tests {
             value: SecretString::from("tok-alpha"),
         };
         assert_eq!(tokens.authenticate(header).await.unwrap(), None);
+    }
+
+    #[test]
+    fn accepts_names_only_its_own_scheme_or_header() {
+        let basic = Credentials::Basic {
+            username: "alpha".into(),
+            password: SecretString::from("tok-alpha"),
+        };
+        let header = |name: &'static str| Credentials::Header {
+            name: HeaderName::from_static(name),
+            value: SecretString::from("tok-alpha"),
+        };
+        let tokens = two_bearer_tokens();
+        assert!(tokens.accepts(&bearer("anything")));
+        assert!(!tokens.accepts(&basic) && !tokens.accepts(&header("x-api-key")));
+        let keys = StaticTokens::header(api_key())
+            .token("k-1", Authorization::new("svc", Scheme::Header))
+            .build()
+            .unwrap();
+        assert!(keys.accepts(&header("x-api-key")));
+        assert!(!keys.accepts(&header("x-other-key")));
+        assert!(!keys.accepts(&bearer("k-1")) && !keys.accepts(&basic));
     }
 
     #[tokio::test]

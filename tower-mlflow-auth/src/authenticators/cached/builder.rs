@@ -6,7 +6,7 @@ use tokio::sync::Semaphore;
 use tower_mlflow_core::sync::SingleFlight;
 
 use super::{Cached, CachedBuildError, Settings, Shared, entries::Entries, key::KeyMac};
-use crate::authenticator::Authenticator;
+use crate::authenticator::{Authenticator, RevocationListener};
 
 /// Builds a [`Cached`] authenticator; made by [`Cached::builder`].
 pub struct CachedBuilder<A> {
@@ -80,7 +80,7 @@ impl<A: Authenticator> CachedBuilder<A> {
         };
         let keys =
             KeyMac::random().map_err(|e| CachedBuildError::RandomUnavailable(Box::new(e)))?;
-        Ok(Cached {
+        let cached = Cached {
             inner: self.inner,
             shared: Arc::new(Shared {
                 entries: Entries::new(self.ttl, self.max_entries),
@@ -93,7 +93,17 @@ impl<A: Authenticator> CachedBuilder<A> {
                     max_concurrent_verifications: permits,
                 },
             }),
-        })
+        };
+        // Weak: the stores outlive no cache through their listener lists.
+        let shared = Arc::downgrade(&cached.shared);
+        cached
+            .inner
+            .subscribe_revocations(RevocationListener::new(move |revoked| {
+                if let Some(shared) = shared.upgrade() {
+                    shared.entries.revoke(revoked);
+                }
+            }));
+        Ok(cached)
     }
 }
 

@@ -11,7 +11,7 @@ use std::{
 use tokio::time::Instant;
 
 use super::key::{CacheKey, KeyMap};
-use crate::authorization::Authorization;
+use crate::{authenticator::Revoked, authorization::Authorization};
 
 /// Accepted credentials. A hit takes the read lock and writes nothing.
 pub(super) struct Entries {
@@ -118,6 +118,27 @@ impl Entries {
         });
     }
 
+    /// Drops what a store no longer vouches for, like [`invalidate`](Self::invalidate) for
+    /// each revoked user, in one pass.
+    pub(super) fn revoke(&self, revoked: &Revoked) {
+        let users = match revoked {
+            Revoked::Users(users) => users,
+            Revoked::All => {
+                self.clear();
+                return;
+            }
+        };
+        let users: std::collections::HashSet<&str> = users.iter().map(String::as_str).collect();
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
+        self.write().retain(|_, entry| {
+            !entry
+                .username
+                .as_deref()
+                .is_some_and(|name| users.contains(name))
+                && !users.contains(entry.principal.subject())
+        });
+    }
+
     /// Drops every entry.
     pub(super) fn clear(&self) {
         self.invalidations.fetch_add(1, Ordering::SeqCst);
@@ -135,6 +156,7 @@ mod tests {
 
     use super::Entries;
     use crate::{
+        authenticator::Revoked,
         authenticators::cached::key::{CacheKey, KeyMac},
         authorization::Authorization,
         credentials::{Credentials, Scheme},
@@ -224,6 +246,27 @@ mod tests {
         assert_eq!(subject(&entries, &by_subject), None);
         assert!(subject(&entries, &other).is_some());
         entries.clear();
+        assert_eq!(entries.len(), 0);
+    }
+
+    #[test]
+    fn revoke_drops_the_named_users_or_everyone() {
+        let mac = KeyMac::random().unwrap();
+        let entries = Entries::new(Duration::from_secs(60), 10);
+        let by_name = keep(&entries, &mac, "alice", "someone-else");
+        let by_subject = keep(&entries, &mac, "token-user", "bob");
+        let other = keep(&entries, &mac, "carol", "carol");
+        let before = entries.generation();
+        entries.revoke(&Revoked::Users(vec!["alice".into(), "bob".into()]));
+        assert_ne!(
+            entries.generation(),
+            before,
+            "a check racing with it is not kept"
+        );
+        assert_eq!(subject(&entries, &by_name), None);
+        assert_eq!(subject(&entries, &by_subject), None);
+        assert_eq!(subject(&entries, &other).as_deref(), Some("carol"));
+        entries.revoke(&Revoked::All);
         assert_eq!(entries.len(), 0);
     }
 

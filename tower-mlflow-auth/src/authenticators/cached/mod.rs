@@ -28,7 +28,7 @@ use self::{
     key::{CacheKey, KeyMac},
 };
 use crate::{
-    authenticator::{Authenticator, Challenge},
+    authenticator::{Authenticator, Challenge, RevocationListener},
     authorization::Authorization,
     credentials::{Credentials, CredentialsError},
 };
@@ -59,6 +59,20 @@ use crate::{
 ///   written on a hit, so concurrent hits on different cores do not contend.
 /// - **Invalidation**: [`Cached::invalidate`] drops every entry of one user (call it after a
 ///   password change, an admin-flag change or a deletion); [`Cached::clear`] drops all.
+/// - **Revocation**: when it is built, the cache
+///   [subscribes](Authenticator::subscribe_revocations) to the inner authenticator, and
+///   drops at once the entries of the users a store reports as [`Revoked`] (all entries
+///   when the store cannot be read or cannot tell), whatever their time to live. A
+///   verification that was running meanwhile still answers, but its answer is not kept.
+///   [`Htpasswd`](crate::authenticators::Htpasswd) and
+///   [`MlflowUsers`](crate::authenticators::MlflowUsers) report on every reload.
+/// - **One cache for a chain**: wrap the whole chain of password stores,
+///   `Cached::new(first_of(htpasswd, users))`, rather than each store (see
+///   [composing a chain](crate::authenticator#composing-a-chain)). Credentials that the
+///   inner authenticator does not [accept](Authenticator::accepts) (a bearer token over
+///   Basic stores) are rejected at once, without a key, a permit or a check.
+///
+/// [`Revoked`]: crate::authenticator::Revoked
 /// - **Single flight**: concurrent requests with the same credentials, while they are not
 ///   cached, run the inner check once and share its answer, whether accept, reject or error.
 /// - **Bounded verification**: cache misses run the inner check behind a semaphore
@@ -102,9 +116,10 @@ use crate::{
 /// - It does not limit the *rate* of wrong passwords: each one costs a full check, one
 ///   permit at a time. Put a rate limit or a concurrency limit in front of the layer to keep
 ///   the queue of waiting misses short.
-/// - A cached credential stays valid until its entry expires, is evicted or is invalidated,
-///   even if the password was changed elsewhere (another process, an edit of the file or
-///   database). Keep the time to live short, or call [`Cached::invalidate`].
+/// - A cached credential stays valid until its entry expires, is evicted, is invalidated or
+///   is revoked by its store. An inner authenticator that does not report revocations (a
+///   closure, a custom store) is not asked again before then, even if the password was
+///   changed elsewhere: keep the time to live short, or call [`Cached::invalidate`].
 /// - The permits are shared by every miss of this cache. An inner authenticator that waits on
 ///   the network (a key server) holds its permit while it waits; size the permits for it, or
 ///   cache only the slow-hash authenticator and combine it with the others by
@@ -203,6 +218,9 @@ impl<A: Authenticator> Authenticator for Cached<A> {
         &self,
         credentials: Credentials,
     ) -> Result<Option<Authorization>, Self::Error> {
+        if !self.inner.accepts(&credentials) {
+            return Ok(None);
+        }
         let key = self.shared.keys.key_for(&credentials);
         if let Some(principal) = self.shared.entries.lookup(&key) {
             return Ok(Some(principal));
@@ -214,9 +232,22 @@ impl<A: Authenticator> Authenticator for Cached<A> {
     /// A cache hit, answered without a future. The inner authenticator is not asked: its
     /// own shortcut would bypass the cache's single flight and permits for nothing.
     fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+        if !self.inner.accepts(credentials) {
+            return None;
+        }
         self.shared
             .entries
             .lookup(&self.shared.keys.key_for(credentials))
+    }
+
+    fn accepts(&self, credentials: &Credentials) -> bool {
+        self.inner.accepts(credentials)
+    }
+
+    /// Passes `listener` to the inner authenticator: a cache over this one hears the stores
+    /// directly.
+    fn subscribe_revocations(&self, listener: RevocationListener) {
+        self.inner.subscribe_revocations(listener);
     }
 
     fn challenges(&self) -> &[Challenge] {

@@ -554,3 +554,82 @@ async fn extraction_and_challenges_are_the_inner_ones() {
         Ok(Credentials::Bearer { .. })
     ));
 }
+
+/// Basic only, and hands its revocation listeners to the test.
+#[derive(Clone, Debug, Default)]
+struct Revoking {
+    inner: Counting,
+    listeners: Arc<std::sync::Mutex<Vec<RevocationListener>>>,
+}
+
+impl Authenticator for Revoking {
+    type Error = BackendDown;
+
+    async fn authenticate(
+        &self,
+        credentials: Credentials,
+    ) -> Result<Option<Authorization>, BackendDown> {
+        self.inner.authenticate(credentials).await
+    }
+
+    fn accepts(&self, credentials: &Credentials) -> bool {
+        matches!(credentials, Credentials::Basic { .. })
+    }
+
+    fn subscribe_revocations(&self, listener: RevocationListener) {
+        self.listeners.lock().unwrap().push(listener);
+    }
+}
+
+impl Revoking {
+    fn revoke(&self, revoked: &crate::authenticator::Revoked) {
+        for listener in self.listeners.lock().unwrap().iter() {
+            listener.notify(revoked);
+        }
+    }
+}
+
+#[tokio::test]
+async fn revocations_from_the_store_drop_entries_at_once() {
+    use crate::authenticator::Revoked;
+
+    let store = Revoking::default();
+    let cache = Cached::new(store.clone()).unwrap();
+    assert_eq!(
+        store.listeners.lock().unwrap().len(),
+        1,
+        "subscribed when built"
+    );
+    for user in ["alice", "bob"] {
+        assert!(
+            cache
+                .authenticate(basic(user, "right"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    store.revoke(&Revoked::Users(vec!["alice".into()]));
+    assert!(cache.try_accept_now(&basic("alice", "right")).is_none());
+    assert!(cache.try_accept_now(&basic("bob", "right")).is_some());
+    store.revoke(&Revoked::All);
+    assert_eq!(cache.entry_count(), 0);
+    // A dropped cache is not kept alive by the store's listener.
+    drop(cache);
+    store.revoke(&Revoked::All);
+}
+
+#[tokio::test]
+async fn credentials_the_inner_cannot_accept_are_rejected_without_a_check() {
+    let store = Revoking::default();
+    let cache = Cached::new(store.clone()).unwrap();
+    let token = Credentials::Bearer {
+        token: SecretString::from("tok"),
+    };
+    assert!(!cache.accepts(&token) && cache.accepts(&basic("a", "b")));
+    assert!(cache.authenticate(token).await.unwrap().is_none());
+    assert_eq!(store.inner.calls(), 0);
+    // An outer cache hears the store through the inner one.
+    let _outer = Cached::new(cache).unwrap();
+    assert_eq!(store.listeners.lock().unwrap().len(), 2);
+}

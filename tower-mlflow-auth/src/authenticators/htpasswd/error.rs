@@ -1,7 +1,7 @@
 //! What can go wrong: loading a file ([`HtpasswdBuildError`]) and at run time
 //! ([`HtpasswdError`]). No variant ever shows a hash or a password.
 
-use std::{error::Error, fmt, io, path::PathBuf};
+use std::{error::Error, fmt, io, path::PathBuf, sync::Arc};
 
 use super::{Htpasswd, line::HtpasswdLineError};
 
@@ -93,8 +93,12 @@ pub enum HtpasswdError {
     /// A password check or a reload on the blocking pool did not complete (the runtime is
     /// shutting down, or the task panicked). A request is answered with 503.
     Interrupted,
-    /// [`Htpasswd::refresh`] found a file that does not load; the previous table stays in use.
+    /// [`Htpasswd::refresh`] found a file that does not load; the previous table stays in use
+    /// (unless the file cannot be read at all: see [`Unavailable`](Self::Unavailable)).
     Reload(HtpasswdBuildError),
+    /// The file cannot be read (deleted, no permission): every user is refused with a 503
+    /// until it can be read again. Holds the read error, shared by every refused request.
+    Unavailable(Arc<HtpasswdBuildError>),
 }
 
 impl fmt::Display for HtpasswdError {
@@ -102,6 +106,9 @@ impl fmt::Display for HtpasswdError {
         match self {
             Self::Interrupted => f.write_str("the password check or reload did not complete"),
             Self::Reload(error) => write!(f, "htpasswd file not reloaded: {error}"),
+            Self::Unavailable(error) => {
+                write!(f, "{error}; its users are refused until it can be read")
+            }
         }
     }
 }
@@ -111,6 +118,7 @@ impl Error for HtpasswdError {
         match self {
             Self::Interrupted => None,
             Self::Reload(error) => Some(error),
+            Self::Unavailable(error) => Some(&**error),
         }
     }
 }

@@ -24,6 +24,10 @@ const SHA_CRYPT_DEFAULT_ROUNDS: u32 = 5_000;
 const SHA_CRYPT_ROUNDS: std::ops::RangeInclusive<u32> = 1_000..=999_999_999;
 
 /// A parsed, validated hash.
+///
+/// `==` compares two stored hashes (to tell which users a reload changed), never a
+/// password: it need not run in constant time.
+#[derive(PartialEq, Eq)]
 pub(super) enum StoredHash {
     /// Kept as text: the `bcrypt` crate parses it again on each check (cheap next to bcrypt).
     Bcrypt {

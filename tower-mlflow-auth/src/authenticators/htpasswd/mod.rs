@@ -25,7 +25,7 @@ use secrecy::ExposeSecret as _;
 use tower_mlflow_core::blocking::run_blocking;
 
 use crate::{
-    authenticator::{Authenticator, Challenge},
+    authenticator::{Authenticator, Challenge, RevocationListener},
     authorization::Authorization,
     credentials::{Credentials, Scheme},
 };
@@ -93,10 +93,23 @@ use self::{
 /// once per [refresh interval](HtpasswdBuilder::refresh_interval), triggered by a request and
 /// done on the blocking pool, so no request waits for it. A changed file is parsed in full
 /// and swapped in atomically: requests in flight finish with the table they started with, and
-/// no request fails during the swap. A file that no longer loads (or has disappeared) keeps
-/// the previous table and logs an error with `tracing`, naming the line but never a hash.
-/// Replace the file atomically (write a temporary file, then rename it) so that a half-written
-/// file is never read.
+/// no request fails during the swap. A file that no longer parses keeps the previous table
+/// and logs an error with `tracing`, naming the line but never a hash. A file that cannot be
+/// read at all (deleted, no permission) fails closed: every user is refused with
+/// [`HtpasswdError::Unavailable`] (a 503) and an error is logged, until the file can be read
+/// again. Replace the file atomically (write a temporary file, then rename it) so that a
+/// half-written or missing file is never seen.
+///
+/// # Under a cache
+///
+/// Only Basic credentials are [accepted](Authenticator::accepts), so a chain never hashes a
+/// bearer token here. A [`Cached`](crate::authenticators::Cached) above subscribes to
+/// revocations: after each reload it is told which users were removed, added or given a new
+/// hash ([`Revoked::Users`](crate::authenticator::Revoked::Users)), and that everything is
+/// revoked when the file cannot be read. Since cache hits never reach this type, a table
+/// with subscribers also checks the file every refresh interval on its own (a tokio task,
+/// spawned when the first subscriber arrives inside a runtime, or else at the next check),
+/// as long as any clone is alive.
 ///
 /// `Htpasswd` is cheap to clone; clones share the table.
 ///
@@ -193,22 +206,24 @@ impl Htpasswd {
     /// # Errors
     ///
     /// [`HtpasswdError::Reload`] with the errors of [`HtpasswdBuilder::build`]; the previous
-    /// table stays in use. [`HtpasswdError::Interrupted`] when the runtime shuts down.
+    /// table stays in use, except for a file that cannot be read, whose users are refused
+    /// from now on. [`HtpasswdError::Interrupted`] when the runtime shuts down.
     pub async fn refresh(&self) -> Result<(), HtpasswdError> {
         let Some(file) = &self.file else {
             return Ok(());
         };
         let read = Arc::clone(file);
-        run_blocking(move || read.read_now())
+        let outcome = run_blocking(move || read.read_now())
             .await
-            .map_err(|_| HtpasswdError::Interrupted)?
-            .map_err(HtpasswdError::Reload)?;
+            .map_err(|_| HtpasswdError::Interrupted)?;
         // Published through a reload that shares no check started before this read, so a
-        // check running meanwhile cannot put an older table back.
+        // check running meanwhile cannot put an older table back. An unchanged table
+        // (after a parse error) is published again, which changes nothing.
         self.current.invalidate();
         watch::reload(&self.current, file, WatchedFile::latest)
             .await
-            .map_err(|_| HtpasswdError::Interrupted)
+            .map_err(|_| HtpasswdError::Interrupted)?;
+        outcome.map_err(HtpasswdError::Reload)
     }
 
     /// The path of the file, for a file-backed table.
@@ -256,8 +271,18 @@ impl Htpasswd {
         let Some(file) = &self.file else {
             return;
         };
+        self.watch_file(file);
         if file.check_due() && !self.current.is_reloading() {
             watch::check_in_background(&self.current, file);
+        }
+    }
+
+    /// Starts the background checks once somebody listens for revocations.
+    fn watch_file(&self, file: &Arc<WatchedFile>) {
+        if file.refresh_interval.is_some() {
+            let (current, weak_file) = (Arc::downgrade(&self.current), Arc::downgrade(file));
+            file.listeners
+                .watch_once(|| watch::watch(current, weak_file));
         }
     }
 }
@@ -273,8 +298,11 @@ impl Authenticator for Htpasswd {
             return Ok(None);
         };
         self.poll_file();
-        let Some((hash, known)) = self.with_table(|table| table.hash_for(&username)).flatten()
-        else {
+        let lookup = self.with_table(|table| match &table.unreadable {
+            Some(error) => Err(HtpasswdError::Unavailable(Arc::clone(error))),
+            None => Ok(table.hash_for(&username)),
+        });
+        let Some((hash, known)) = lookup.transpose()?.flatten() else {
             return Ok(None);
         };
         let matched = if hash.is_slow() {
@@ -285,6 +313,18 @@ impl Authenticator for Htpasswd {
             hash.verify(password.expose_secret().as_bytes())
         };
         Ok((matched && known).then(|| Authorization::new(username, Scheme::Basic)))
+    }
+
+    fn accepts(&self, credentials: &Credentials) -> bool {
+        matches!(credentials, Credentials::Basic { .. })
+    }
+
+    /// Tells `listener` what each reload of the file revokes; a fixed table never changes.
+    fn subscribe_revocations(&self, listener: RevocationListener) {
+        if let Some(file) = &self.file {
+            file.listeners.add(listener);
+            self.watch_file(file);
+        }
     }
 
     fn challenges(&self) -> &[Challenge] {

@@ -7,6 +7,7 @@ use std::{
 };
 
 use super::{
+    super::revocation::{Revoked, changed_users},
     error::HtpasswdBuildError,
     hash::{StoredHash, WorkClass},
     line::{HtpasswdEntry, parse_htpasswd_line},
@@ -17,6 +18,9 @@ pub(super) struct Table {
     pub(super) users: HashMap<Box<str>, Arc<StoredHash>>,
     /// Checked for unknown users; `None` for an empty table.
     pub(super) decoy: Option<Arc<StoredHash>>,
+    /// Set when the file cannot be read: every user is refused with this error (503) until
+    /// it can, rather than served from a table the file no longer backs.
+    pub(super) unreadable: Option<Arc<HtpasswdBuildError>>,
 }
 
 impl Table {
@@ -63,7 +67,28 @@ impl Table {
                 .map(|(user, (_, hash))| (user, hash))
                 .collect(),
             decoy,
+            unreadable: None,
         })
+    }
+
+    /// The state of a file that cannot be read: no users, every check fails with `error`.
+    pub(super) fn unreadable(error: HtpasswdBuildError) -> Self {
+        Self {
+            users: HashMap::new(),
+            decoy: None,
+            unreadable: Some(Arc::new(error)),
+        }
+    }
+
+    /// What a cache must forget when this table replaces `before`.
+    pub(super) fn revoked_since(&self, before: &Self) -> Option<Revoked> {
+        match (&before.unreadable, &self.unreadable) {
+            (None, Some(_)) => Some(Revoked::All),
+            // Everything was revoked when the file became unreadable; nothing was accepted
+            // since.
+            (Some(_), _) => None,
+            (None, None) => changed_users(&before.users, &self.users),
+        }
     }
 
     /// The hash to check a password against, and whether it belongs to `username`: unknown
@@ -94,6 +119,32 @@ mod tests {
         assert!(!known);
         assert!(Arc::ptr_eq(&hash, table.decoy.as_ref().unwrap()));
         assert!(!hash.verify(b"mlflow-pass"));
+    }
+
+    #[test]
+    fn a_reload_revokes_changed_users_and_unreadable_files_revoke_all() {
+        let first = Table::parse(&format!("{ALICE_APR1}\n{CAROL_BCRYPT}\n"), None).unwrap();
+        let same = Table::parse(&format!("{CAROL_BCRYPT}\n{ALICE_APR1}\n"), None).unwrap();
+        assert_eq!(same.revoked_since(&first), None, "same users, same hashes");
+        let changed = Table::parse(
+            "carol:$apr1$abcdefgh$aDPo2xmbXHAQSzMtOEWhn/\ndave:{SHA}Vm5wFmcHTQtCu7kCWsKiMBNgg94=\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            changed.revoked_since(&first),
+            Some(Revoked::Users(vec![
+                "alice".into(),
+                "carol".into(),
+                "dave".into()
+            ]))
+        );
+        let gone = Table::unreadable(HtpasswdBuildError::TooLarge {
+            path: "htpasswd".into(),
+        });
+        assert_eq!(gone.revoked_since(&first), Some(Revoked::All));
+        assert_eq!(gone.revoked_since(&gone), None);
+        assert_eq!(first.revoked_since(&gone), None);
     }
 
     #[test]

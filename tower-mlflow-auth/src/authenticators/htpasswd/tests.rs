@@ -12,6 +12,7 @@ use std::{
 use secrecy::SecretString;
 
 use super::{watch::FileState, *};
+use crate::authenticator::Revoked;
 use crate::authenticators::htpasswd::hash::WorkClass;
 
 const ALICE_APR1: &str = "alice:$apr1$abcdefgh$aDPo2xmbXHAQSzMtOEWhn/";
@@ -276,7 +277,103 @@ async fn broken_file_keeps_the_previous_table() {
         users.refresh().await.unwrap_err(),
         HtpasswdError::Reload(HtpasswdBuildError::Io { .. })
     ));
+    // Issue 13: a file that cannot be read fails closed instead of keeping the old table.
+    assert!(matches!(
+        users.authenticate(basic("alice", PASSWORD)).await,
+        Err(HtpasswdError::Unavailable(_))
+    ));
+}
+
+/// Every notice a listener got.
+fn listen(users: &Htpasswd) -> Arc<std::sync::Mutex<Vec<Revoked>>> {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    users.subscribe_revocations(RevocationListener::new(move |revoked: &Revoked| {
+        sink.lock().unwrap().push(revoked.clone());
+    }));
+    seen
+}
+
+#[tokio::test]
+async fn an_unreadable_file_fails_closed_until_it_is_back() {
+    let dir = TempDir::new();
+    let users = Htpasswd::builder(dir.write(ALICE_APR1))
+        .poll(false)
+        .build()
+        .unwrap();
+    let revoked = listen(&users);
+    std::fs::remove_file(dir.file()).unwrap();
+    assert!(users.refresh().await.is_err());
+    let error = users
+        .authenticate(basic("alice", PASSWORD))
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains(&dir.file().display().to_string())
+            && message.ends_with("its users are refused until it can be read"),
+        "{message}"
+    );
+    assert!(std::error::Error::source(&error).is_some());
+    assert!(users.is_empty());
+    // A broken file does not bring the old table back either.
+    dir.write("alice:hunter2\n");
+    assert!(users.refresh().await.is_err());
+    assert!(users.authenticate(basic("alice", PASSWORD)).await.is_err());
+
+    dir.write(ALICE_APR1);
+    users.refresh().await.unwrap();
     assert!(accepts(&users, "alice", PASSWORD).await);
+    assert_eq!(*revoked.lock().unwrap(), [Revoked::All]);
+}
+
+#[tokio::test]
+async fn a_reload_tells_listeners_which_users_changed() {
+    let dir = TempDir::new();
+    let users = Htpasswd::builder(dir.write(&format!("{ALICE_APR1}\n{BOB_SHA1}\n")))
+        .poll(false)
+        .build()
+        .unwrap();
+    let revoked = listen(&users);
+    users.refresh().await.unwrap();
+    assert!(revoked.lock().unwrap().is_empty(), "nothing changed");
+    dir.write(BOB_SHA1);
+    users.refresh().await.unwrap();
+    assert_eq!(
+        *revoked.lock().unwrap(),
+        [Revoked::Users(vec!["alice".into()])]
+    );
+    // A parsed table never changes: subscribing does nothing.
+    let fixed = Htpasswd::parse(ALICE_APR1).unwrap();
+    let _ = listen(&fixed);
+}
+
+#[tokio::test]
+async fn with_a_listener_the_file_is_watched_without_requests() {
+    let dir = TempDir::new();
+    let users = Htpasswd::builder(dir.write(&format!("{ALICE_APR1}\n{BOB_SHA1}\n")))
+        .refresh_interval(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let unwatched = Htpasswd::builder(dir.file())
+        .refresh_interval(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let revoked = listen(&users);
+    assert!(users.file.as_ref().unwrap().listeners.is_watching());
+    dir.write(BOB_SHA1);
+    // No authentication runs: only the background watcher can notice.
+    eventually(async || !users.contains_user("alice")).await;
+    eventually(async || !revoked.lock().unwrap().is_empty()).await;
+    assert_eq!(
+        revoked.lock().unwrap()[0],
+        Revoked::Users(vec!["alice".into()])
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        unwatched.contains_user("alice"),
+        "nobody listens: no watcher"
+    );
 }
 
 /// Polls until `check` holds; gives up (and fails) after a generous deadline.
@@ -391,6 +488,46 @@ fn reload_errors_are_logged_without_the_hash() {
         !log.contains("aDPo2xmb") && !log.contains("abcdefgh"),
         "{log}"
     );
+}
+
+#[test]
+fn an_unreadable_file_is_logged_once_and_retried_on_every_check() {
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let dir = TempDir::new();
+    let users = Htpasswd::from_file(dir.write(ALICE_APR1)).unwrap();
+    let file = users.file.as_ref().unwrap();
+    std::fs::remove_file(dir.file()).unwrap();
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let (first, second, back) = tracing::subscriber::with_default(subscriber, || {
+        let first = file.check();
+        let second = file.check();
+        dir.write(ALICE_APR1);
+        (first, second, file.check())
+    });
+    assert!(first.unreadable.is_some() && Arc::ptr_eq(&first, &second));
+    assert!(back.unreadable.is_none() && back.users.contains_key("alice"));
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(log.matches("cannot be read").count(), 1, "{log}");
+    assert!(log.contains(&dir.file().display().to_string()), "{log}");
+    assert!(log.contains("reloaded"), "{log}");
 }
 
 #[tokio::test(start_paused = true)]

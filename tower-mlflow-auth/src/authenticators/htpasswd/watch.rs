@@ -1,5 +1,6 @@
-//! Hot reload: reading the file, telling whether it changed without reading it, and putting
-//! a new version in place without ever making a request wait.
+//! Hot reload: reading the file, telling whether it changed without reading it, putting a
+//! new version in place without ever making a request wait, and telling the caches above
+//! what the new version revoked.
 
 use std::{
     fs::File,
@@ -8,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
     pin::pin,
     sync::{
-        Arc, Mutex, MutexGuard, PoisonError,
+        Arc, Mutex, MutexGuard, PoisonError, Weak,
         atomic::{AtomicU64, Ordering},
     },
     task::{Context, Waker},
@@ -21,7 +22,10 @@ use tower_mlflow_core::{
     sync::Reloading,
 };
 
-use super::{Htpasswd, error::HtpasswdBuildError, line::HtpasswdLineError, table::Table};
+use super::{
+    super::revocation::Listeners, Htpasswd, error::HtpasswdBuildError, line::HtpasswdLineError,
+    table::Table,
+};
 
 /// The table in use; every replacement goes through [`Reloading::reload`], so replacements
 /// never overlap and the last one always publishes the newest table that loaded.
@@ -37,6 +41,10 @@ pub(super) struct WatchedFile {
     /// Check times are nanoseconds since `epoch`, on tokio's clock.
     epoch: Instant,
     next_check_nanos: AtomicU64,
+    /// The caches to tell what a reload revoked.
+    pub(super) listeners: Listeners,
+    /// The table the listeners were last told about.
+    notified: Mutex<Arc<Table>>,
 }
 
 /// The file as last examined, and the table of the last version that loaded (a broken
@@ -98,6 +106,8 @@ impl WatchedFile {
             }),
             epoch: Instant::now(),
             next_check_nanos: AtomicU64::new(first_check),
+            listeners: Listeners::default(),
+            notified: Mutex::new(Arc::clone(&table)),
         };
         Ok((watched, table))
     }
@@ -128,7 +138,10 @@ impl WatchedFile {
     pub(super) fn check(&self) -> Arc<Table> {
         let mut seen = self.lock();
         let state = FileState::of(std::fs::metadata(&self.path));
-        if state == seen.file {
+        // An unreadable file is tried on every check: a permission given back changes
+        // neither its size nor its modification time.
+        let unreadable = seen.table.unreadable.is_some();
+        if state == seen.file && !unreadable {
             return Arc::clone(&seen.table);
         }
         // Remembered even if this version is broken, so that it is not read (or logged) again.
@@ -143,6 +156,12 @@ impl WatchedFile {
                 };
                 tracing::info!(path = %path, users, "htpasswd file reloaded");
             }
+            // Logged once, when it becomes unreadable; the table stays the same until then.
+            Err(HtpasswdBuildError::Io { .. }) if unreadable => {}
+            Err(error @ HtpasswdBuildError::Io { .. }) => {
+                tracing::error!(path = %path, %error, "htpasswd file cannot be read; refusing its users until it can");
+                seen.table = Arc::new(Table::unreadable(error));
+            }
             Err(error) => {
                 tracing::error!(path = %path, %error, "htpasswd file not reloaded; keeping the previous users");
             }
@@ -154,12 +173,48 @@ impl WatchedFile {
     pub(super) fn read_now(&self) -> Result<(), HtpasswdBuildError> {
         let mut seen = self.lock();
         seen.file = FileState::of(std::fs::metadata(&self.path));
-        let (state, table) = load_file(&self.path)?;
+        let (state, table) = match load_file(&self.path) {
+            Ok(loaded) => loaded,
+            Err(HtpasswdBuildError::Io { path, source }) => {
+                // The table keeps a copy of the error (`io::Error` is not `Clone`).
+                seen.table = Arc::new(Table::unreadable(HtpasswdBuildError::Io {
+                    path: path.clone(),
+                    source: io::Error::from(source.kind()),
+                }));
+                return Err(HtpasswdBuildError::Io { path, source });
+            }
+            Err(error) => return Err(error),
+        };
         *seen = Seen {
             file: state,
             table: Arc::new(table),
         };
         Ok(())
+    }
+
+    /// Tells the listeners what the table now in use revoked since the last one they were
+    /// told about. Called after every replacement, so after the new table is in use.
+    pub(super) fn publish_revocations(&self, current: &Current) {
+        let Some(published) = current.snapshot() else {
+            return;
+        };
+        let mut notified = self.notified.lock().unwrap_or_else(PoisonError::into_inner);
+        if Arc::ptr_eq(&notified, published.value()) {
+            return;
+        }
+        let revoked = published.value().revoked_since(&notified);
+        *notified = Arc::clone(published.value());
+        // Under the lock, so that notices arrive in the order of the tables.
+        if let Some(revoked) = revoked {
+            self.listeners.notify(&revoked);
+        }
+    }
+
+    /// How long until the next check is due (at least `floor`).
+    fn until_next_check(&self, floor: Duration) -> Duration {
+        let due = self.next_check_nanos.load(Ordering::Relaxed);
+        let now = nanos(self.epoch.elapsed());
+        Duration::from_nanos(due.saturating_sub(now)).max(floor)
     }
 
     /// The newest table that loaded. Blocks while the file is being read.
@@ -177,19 +232,43 @@ impl WatchedFile {
     }
 }
 
-/// Replaces `current` with the table `read` returns, `read` running on the blocking pool.
+/// Replaces `current` with the table `read` returns, `read` running on the blocking pool,
+/// then tells the listeners what that revoked.
 pub(super) async fn reload(
     current: &Current,
     file: &Arc<WatchedFile>,
     read: fn(&WatchedFile) -> Arc<Table>,
 ) -> Result<(), BlockingTaskFailed> {
-    current
+    let outcome = current
         .reload(|| {
             let file = Arc::clone(file);
             run_blocking(move || read(&file))
         })
         .await
-        .map(drop)
+        .map(drop);
+    file.publish_revocations(current);
+    outcome
+}
+
+/// The shortest pause between two background checks, for a zero refresh interval.
+const MIN_WATCH_PAUSE: Duration = Duration::from_millis(100);
+
+/// Checks the file once per interval while anyone holds the table; spawned when a cache
+/// subscribes, because its hits never reach [`Htpasswd::authenticate`] to trigger a check.
+pub(super) async fn watch(current: Weak<Current>, file: Weak<WatchedFile>) {
+    loop {
+        let Some(pause) = file.upgrade().map(|f| f.until_next_check(MIN_WATCH_PAUSE)) else {
+            return;
+        };
+        tokio::time::sleep(pause).await;
+        let (Some(current), Some(file)) = (current.upgrade(), file.upgrade()) else {
+            return;
+        };
+        if file.check_due() && !current.is_reloading() {
+            // A check that did not complete changes nothing; the next one tries again.
+            let _ = reload(&current, &file, WatchedFile::check).await;
+        }
+    }
 }
 
 /// Starts a [`WatchedFile::check`] in the background; the caller carries on with the

@@ -17,7 +17,11 @@ use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
 use tower_mlflow_core::blocking::run_blocking;
 
-use crate::{authenticator::Authenticator, authorization::Authorization, credentials::Credentials};
+use crate::{
+    authenticator::{Authenticator, RevocationListener},
+    authorization::Authorization,
+    credentials::Credentials,
+};
 
 mod builder;
 mod error;
@@ -110,6 +114,18 @@ pub use self::{
 /// load fails, authentications fail with [`MlflowUsersError::Store`] (503) — the previous
 /// table is not used any more — and the next authentication tries again.
 ///
+/// # Under a cache
+///
+/// Only Basic credentials are [accepted](Authenticator::accepts). A
+/// [`Cached`](crate::authenticators::Cached) above subscribes to revocations: after each
+/// reload it is told which users were added, deleted, or given a new password or admin flag
+/// ([`Revoked::Users`](crate::authenticator::Revoked::Users)), and after a failed load that
+/// everything is revoked. Since cache hits never reach this type, a store with subscribers
+/// is also reloaded every refresh interval on its own (a tokio task, spawned when the first
+/// subscriber arrives inside a runtime, or else at the next authentication), as long as any
+/// clone is alive. [`invalidate`](Self::invalidate) then takes effect at the next of those
+/// reloads; [`refresh`](Self::refresh) revokes at once.
+///
 /// Cloning is cheap and clones share the table.
 ///
 /// [`first_of`]: crate::first_of
@@ -179,6 +195,14 @@ impl MlflowUsers {
     pub async fn refresh(&self) -> Result<(), MlflowUsersError> {
         self.source.refresh().await
     }
+
+    /// Starts the background reloads once somebody listens for revocations.
+    fn watch_store(&self) {
+        if let Source::Store(store) = &*self.source {
+            let source = Arc::downgrade(&self.source);
+            store.listeners.watch_once(|| source::watch(source));
+        }
+    }
 }
 
 impl Authenticator for MlflowUsers {
@@ -191,10 +215,23 @@ impl Authenticator for MlflowUsers {
         let Credentials::Basic { username, password } = credentials else {
             return Ok(None);
         };
+        self.watch_store();
         let table = self.source.table().await?;
         run_blocking(move || table.get().verify(&username, &password))
             .await
             .unwrap_or(Err(MlflowUsersError::TaskFailed))
+    }
+
+    fn accepts(&self, credentials: &Credentials) -> bool {
+        matches!(credentials, Credentials::Basic { .. })
+    }
+
+    /// Tells `listener` what each reload of the store revokes; a fixed table never changes.
+    fn subscribe_revocations(&self, listener: RevocationListener) {
+        if let Source::Store(store) = &*self.source {
+            store.listeners.add(listener);
+            self.watch_store();
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::{
     fmt,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex, PoisonError, Weak},
     time::Duration,
 };
 
@@ -13,6 +13,7 @@ use tower_mlflow_core::{
 };
 
 use super::{
+    super::revocation::{Listeners, Revoked},
     error::MlflowUsersError,
     limits::WerkzeugLimits,
     store::UserStore,
@@ -46,18 +47,33 @@ pub(super) struct StoreSource {
     table: Reloading<UserTable, MlflowUsersError>,
     /// The unusable rows already warned about, so that each is logged once.
     reported: Mutex<Vec<Box<str>>>,
+    /// The caches to tell what a reload revoked.
+    pub(super) listeners: Listeners,
+    /// The table the listeners were last told about; `None` before the first load and
+    /// after a failed one.
+    notified: Mutex<Option<Arc<Snapshot<UserTable>>>>,
 }
+
+/// The shortest pause between two background reloads, for a zero refresh interval.
+const MIN_WATCH_PAUSE: Duration = Duration::from_millis(100);
 
 impl Source {
     /// The table to check a login against, loading it first if it is missing or stale.
     pub(super) async fn table(&self) -> Result<TableRef, MlflowUsersError> {
         match self {
             Self::Fixed(table) => Ok(TableRef::Fixed(Arc::clone(table))),
-            Self::Store(store) => store
-                .table
-                .get_or_reload(store.refresh_interval, || store.load())
-                .await
-                .map(TableRef::Loaded),
+            Self::Store(store) => {
+                let fresh = store
+                    .table
+                    .snapshot()
+                    .filter(|snapshot| store.table.is_fresh(snapshot, store.refresh_interval));
+                if let Some(snapshot) = fresh {
+                    return Ok(TableRef::Loaded(snapshot));
+                }
+                let loaded = store.table.reload(|| store.load()).await;
+                store.publish_revocations();
+                loaded.map(TableRef::Loaded)
+            }
         }
     }
 
@@ -73,7 +89,27 @@ impl Source {
             return Ok(());
         };
         store.table.invalidate();
-        store.table.reload(|| store.load()).await.map(drop)
+        let loaded = store.table.reload(|| store.load()).await;
+        store.publish_revocations();
+        loaded.map(drop)
+    }
+}
+
+/// Reloads the table once per refresh interval while anyone holds it; spawned when a cache
+/// subscribes, because its hits never reach [`Source::table`] to trigger a reload.
+pub(super) async fn watch(source: Weak<Source>) {
+    loop {
+        let pause = match source.upgrade().as_deref() {
+            Some(Source::Store(store)) => store.until_stale(),
+            Some(Source::Fixed(_)) | None => return,
+        };
+        tokio::time::sleep(pause).await;
+        let Some(source) = source.upgrade() else {
+            return;
+        };
+        if let Err(error) = source.table().await {
+            tracing::error!(%error, "MLflow users not reloaded; their logins fail until the store can be read");
+        }
     }
 }
 
@@ -89,7 +125,37 @@ impl StoreSource {
             limits,
             table: Reloading::new(),
             reported: Mutex::new(Vec::new()),
+            listeners: Listeners::default(),
+            notified: Mutex::new(None),
         }
+    }
+
+    /// Tells the listeners what the table now in use revoked since the last one they were
+    /// told about: the changed users, or everyone once a load failed (the table is then
+    /// gone). Called after every reload, so after the new table is in use.
+    fn publish_revocations(&self) {
+        let current = self.table.snapshot();
+        let mut notified = self.notified.lock().unwrap_or_else(PoisonError::into_inner);
+        let revoked = match (&*notified, &current) {
+            (Some(before), Some(after)) if Arc::ptr_eq(before, after) => return,
+            (Some(before), Some(after)) => after.value().revoked_since(before.value()),
+            (Some(_), None) => Some(Revoked::All),
+            // Nothing was accepted from this store since the last notice (or ever).
+            (None, _) => None,
+        };
+        *notified = current;
+        // Under the lock, so that notices arrive in the order of the tables.
+        if let Some(revoked) = revoked {
+            self.listeners.notify(&revoked);
+        }
+    }
+
+    /// How long the current table stays fresh (a full interval when there is none).
+    fn until_stale(&self) -> Duration {
+        let left = self.table.snapshot().map_or(self.refresh_interval, |s| {
+            self.refresh_interval.saturating_sub(s.age())
+        });
+        left.max(MIN_WATCH_PAUSE)
     }
 
     /// Reads and parses the store on the blocking pool. After a failure the previous table

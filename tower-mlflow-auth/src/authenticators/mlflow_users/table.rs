@@ -6,6 +6,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use subtle::ConstantTimeEq as _;
 
 use super::{
+    super::revocation::{Revoked, changed_users},
     error::{InvalidUserRecord, MlflowUsersError},
     limits::WerkzeugLimits,
     store::UserRecord,
@@ -23,6 +24,7 @@ pub(super) struct UserTable {
     dummy: WerkzeugHash,
 }
 
+#[derive(PartialEq, Eq)]
 pub(super) enum UserEntry {
     Valid { hash: WerkzeugHash, is_admin: bool },
     Invalid(InvalidUserRecord),
@@ -54,6 +56,12 @@ impl UserTable {
         }
         let dummy = WerkzeugHash::dummy(most_common_method(&users));
         Self { users, dummy }
+    }
+
+    /// The users whose row is new, gone or different in this table: their cached logins
+    /// must be checked again.
+    pub(super) fn revoked_since(&self, before: &Self) -> Option<Revoked> {
+        changed_users(&before.users, &self.users)
     }
 
     /// The users whose rows cannot be used, sorted by name.
@@ -177,6 +185,41 @@ mod tests {
         assert_eq!(table.dummy.to_string(), "pbkdf2:sha256:2");
         let empty = UserTable::parse(Vec::new(), &WerkzeugLimits::default());
         assert_eq!(empty.dummy.to_string(), "scrypt:32768:8:1");
+    }
+
+    #[test]
+    fn a_reload_revokes_users_whose_row_changed() {
+        let d64 = "0".repeat(64);
+        let limits = WerkzeugLimits::default();
+        let hash = |salt: &str| format!("pbkdf2:sha256:2${salt}${d64}");
+        let before = UserTable::parse(
+            vec![
+                record("alice", &hash("a")),
+                record("bob", &hash("b")),
+                record("carol", &hash("c")),
+                record("erin", &hash("e")),
+            ],
+            &limits,
+        );
+        let after = UserTable::parse(
+            vec![
+                record("alice", &hash("a")),
+                record("bob", &hash("new")),
+                record("carol", &hash("c")).with_admin(true),
+                record("dave", &hash("d")),
+            ],
+            &limits,
+        );
+        assert_eq!(
+            after.revoked_since(&before),
+            Some(Revoked::Users(vec![
+                "bob".into(),
+                "carol".into(),
+                "dave".into(),
+                "erin".into()
+            ]))
+        );
+        assert_eq!(before.revoked_since(&before), None);
     }
 
     #[test]

@@ -759,3 +759,86 @@ async fn a_failed_load_drops_the_previous_table_and_warns_once() {
     );
     assert!(log.contains("bob"), "{log}");
 }
+
+/// Users that a test edits while the authenticator reads them; `None` fails the load.
+#[derive(Debug, Default)]
+struct EditableStore(std::sync::Mutex<Option<Vec<UserRecord>>>);
+
+impl EditableStore {
+    fn set(&self, users: Option<Vec<UserRecord>>) {
+        *self.0.lock().unwrap() = users;
+    }
+}
+
+impl UserStore for Arc<EditableStore> {
+    fn load(&self) -> Result<Vec<UserRecord>, UserStoreError> {
+        self.0
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or_else(|| UserStoreError::new("store down"))
+    }
+}
+
+fn listen(users: &MlflowUsers) -> Arc<std::sync::Mutex<Vec<crate::authenticator::Revoked>>> {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    users.subscribe_revocations(crate::authenticator::RevocationListener::new(
+        move |revoked: &crate::authenticator::Revoked| sink.lock().unwrap().push(revoked.clone()),
+    ));
+    seen
+}
+
+#[tokio::test]
+async fn a_refresh_tells_listeners_what_changed_and_a_failed_load_revokes_all() {
+    use crate::authenticator::Revoked;
+
+    let store = Arc::new(EditableStore::default());
+    let bob = |salt: &str| UserRecord::new("bob", cheap_hash("bob-password-1", salt));
+    store.set(Some(vec![bob("s1")]));
+    let users = MlflowUsers::builder()
+        .refresh_interval(Duration::from_secs(3600))
+        .store(Arc::clone(&store))
+        .build()
+        .unwrap();
+    users.refresh().await.unwrap();
+    let revoked = listen(&users);
+    users.refresh().await.unwrap();
+    assert!(revoked.lock().unwrap().is_empty(), "nothing changed");
+
+    store.set(Some(vec![bob("s2")]));
+    users.refresh().await.unwrap();
+    store.set(None);
+    assert!(users.refresh().await.is_err());
+    store.set(Some(vec![bob("s2")]));
+    users.refresh().await.unwrap();
+    assert_eq!(
+        *revoked.lock().unwrap(),
+        [Revoked::Users(vec!["bob".into()]), Revoked::All]
+    );
+    assert!(users.accepts(&basic("bob", "x")));
+    assert!(!users.accepts(&Credentials::Bearer {
+        token: SecretString::from("bob-password-1")
+    }));
+}
+
+#[tokio::test]
+async fn with_a_listener_the_store_is_reloaded_without_requests() {
+    let loads = Arc::new(AtomicUsize::new(0));
+    let store = CountingStore(Arc::clone(&loads), cheap_hash("pw", "s"));
+    let users = MlflowUsers::builder()
+        .refresh_interval(Duration::from_millis(20))
+        .store(store)
+        .build()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(loads.load(Ordering::SeqCst), 0, "lazy without a listener");
+    let _revoked = listen(&users);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while loads.load(Ordering::SeqCst) < 3 {
+        assert!(std::time::Instant::now() < deadline, "never reloaded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A fixed table never changes: no watcher, nothing to tell.
+    let _ = listen(&fixed());
+}
