@@ -1,8 +1,22 @@
 //! `mlflow-gateway`: an authenticating reverse proxy in front of one MLflow tracking server —
 //! the replacement for the nginx + htpasswd recipe.
 //!
-//! The binary's flags are documented by `mlflow-gateway --help`; this library exposes the
-//! pieces for tests and for embedding.
+//! The binary's flags are documented by `mlflow-gateway --help`. It reads top to bottom:
+//! [`Flags`] → a validated [`Config`] → [`assemble`] (listener, TLS, authenticators, proxy)
+//! → [`Gateway::serve`] (the accept loop with its timers and connection cap).
 
+mod activity;
+mod assemble;
+mod config;
+mod flags;
 pub mod proxy;
-pub mod server;
+mod server;
+mod tls;
+mod upstream;
+
+pub use self::{
+    assemble::{AssembleError, Gateway, StoreKind, assemble},
+    config::{Config, ConfigError, JwtIssuer, Limits, TlsFiles},
+    flags::Flags,
+    tls::TlsFilesError,
+};

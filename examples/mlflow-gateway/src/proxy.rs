@@ -7,119 +7,83 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::Bytes;
 use http::{
-    HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri,
+    HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode,
     header::{self, AUTHORIZATION},
-    uri::{Authority, PathAndQuery, Scheme},
 };
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use tower_mlflow_auth::Authorization;
 use tower_service::Service;
 
+use crate::upstream;
+
 /// Errors of a streamed body, boxed.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use tower_mlflow_core::BoxError;
 
 /// The response body: the upstream's, streamed, or a short local message.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+pub use crate::upstream::{InvalidUpstream, InvalidUpstreamCa, Upstream, UpstreamRoots};
 
 /// The client's address, put into the request extensions by the server loop.
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// Where requests go: an `http://host:port[/base]` URL.
-#[derive(Clone, Debug)]
-pub struct Upstream {
-    authority: Authority,
-    base_path: String,
-}
-
-/// An `--upstream` URL that cannot be used.
-#[derive(Debug, PartialEq, Eq)]
-pub struct InvalidUpstream(pub String);
-
-impl std::fmt::Display for InvalidUpstream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "invalid upstream URL: {}", self.0)
-    }
-}
-
-impl std::error::Error for InvalidUpstream {}
-
-impl std::str::FromStr for Upstream {
-    type Err = InvalidUpstream;
-
-    fn from_str(url: &str) -> Result<Self, Self::Err> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| InvalidUpstream(format!("{url:?}: {e}")))?;
-        if uri.scheme() != Some(&Scheme::HTTP) {
-            return Err(InvalidUpstream(format!(
-                "{url:?}: only http:// upstreams are supported (run the gateway next to MLflow)"
-            )));
-        }
-        if uri.query().is_some() {
-            return Err(InvalidUpstream(format!("{url:?}: no query string allowed")));
-        }
-        let authority = uri
-            .authority()
-            .cloned()
-            .ok_or_else(|| InvalidUpstream(format!("{url:?}: no host")))?;
-        let base_path = uri.path().trim_end_matches('/').to_owned();
-        Ok(Self {
-            authority,
-            base_path,
-        })
-    }
-}
-
-impl std::fmt::Display for Upstream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.authority, self.base_path)
-    }
-}
-
-impl Upstream {
-    fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
-        let pq = path_and_query.map_or("/", PathAndQuery::as_str);
-        Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(self.authority.clone())
-            .path_and_query(format!("{}{pq}", self.base_path))
-            .build()
-    }
-}
-
 /// Forwards requests to the upstream. Runs inside `AuthLayer`, so it only ever sees
 /// authenticated (or exempt) requests.
 #[derive(Clone, Debug)]
 pub struct Proxy {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
     upstream: Upstream,
     user_header: HeaderName,
     forward_authorization: bool,
+    timeout: Duration,
+    forwarded_proto: HeaderValue,
 }
 
 impl Proxy {
-    /// A proxy to `upstream` that passes the principal's subject in `user_header`.
+    /// How long the upstream may take to send its response head by default.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+    /// A proxy to `upstream` that passes the principal's subject in `user_header`; an https
+    /// upstream is verified against the webpki public roots.
     pub fn new(upstream: Upstream, user_header: HeaderName, forward_authorization: bool) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
         Self {
-            client,
+            client: upstream::client(UpstreamRoots::webpki()),
             upstream,
             user_header,
             forward_authorization,
+            timeout: Self::DEFAULT_TIMEOUT,
+            forwarded_proto: HeaderValue::from_static("http"),
         }
+    }
+
+    /// Verifies an https upstream against `roots` instead of the webpki public roots.
+    #[must_use]
+    pub fn with_upstream_roots(mut self, roots: UpstreamRoots) -> Self {
+        self.client = upstream::client(roots);
+        self
+    }
+
+    /// How long the upstream may take to send its response head (504 beyond).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Tells the upstream the client connected over TLS (`X-Forwarded-Proto: https`).
+    #[must_use]
+    pub fn with_tls_listener(mut self, tls: bool) -> Self {
+        self.forwarded_proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+        self
     }
 
     /// Rewrites the request head for the upstream.
@@ -163,7 +127,7 @@ impl Proxy {
         }
         parts
             .headers
-            .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+            .insert("x-forwarded-proto", self.forwarded_proto.clone());
         match original_host {
             Some(host) => parts.headers.insert("x-forwarded-host", host),
             None => parts.headers.remove("x-forwarded-host"),
@@ -194,9 +158,17 @@ impl Service<Request<Incoming>> for Proxy {
         parts.uri = uri;
         parts.version = http::Version::HTTP_11;
         let upstream = self.client.request(Request::from_parts(parts, body));
+        let timeout = self.timeout;
         Box::pin(async move {
-            match upstream.await {
-                Ok(response) => {
+            match tokio::time::timeout(timeout, upstream).await {
+                Err(_elapsed) => {
+                    tracing::warn!(?timeout, "the upstream did not answer in time");
+                    Ok(local(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "The MLflow server behind this gateway did not answer in time.",
+                    ))
+                }
+                Ok(Ok(response)) => {
                     let (mut parts, body) = response.into_parts();
                     remove_hop_by_hop(&mut parts.headers);
                     Ok(Response::from_parts(
@@ -204,7 +176,7 @@ impl Service<Request<Incoming>> for Proxy {
                         body.map_err(BoxError::from).boxed(),
                     ))
                 }
-                Err(error) => {
+                Ok(Err(error)) => {
                     tracing::warn!(%error, "upstream request failed");
                     Ok(local(
                         StatusCode::BAD_GATEWAY,
@@ -257,19 +229,6 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn upstream_urls() {
-        let u: Upstream = "http://127.0.0.1:5000/mlflow/".parse().unwrap();
-        let pq = PathAndQuery::from_static("/api/2.0/mlflow/runs/get?run_id=1");
-        assert_eq!(
-            u.uri_for(Some(&pq)).unwrap(),
-            "http://127.0.0.1:5000/mlflow/api/2.0/mlflow/runs/get?run_id=1"
-        );
-        assert!("https://mlflow:5000".parse::<Upstream>().is_err());
-        assert!("127.0.0.1:5000".parse::<Upstream>().is_err());
-        assert!("http://h:1/?a=b".parse::<Upstream>().is_err());
-    }
 
     #[test]
     fn hop_by_hop_headers_go() {

@@ -1,4 +1,8 @@
-//! The `mlflow-gateway` binary against an in-process upstream on loopback.
+//! `mlflow-gateway` against an in-process upstream on loopback: the gateway assembled by the
+//! library from the binary's flags, and the binary itself where the process matters (exit
+//! code, `--help`, SIGTERM, memory).
+
+mod support;
 
 use std::{
     convert::Infallible,
@@ -79,19 +83,50 @@ async fn start_upstream() -> (SocketAddr, Arc<Upstream>) {
     (addr, state)
 }
 
-struct Gateway {
-    child: ChildGuard,
-    addr: SocketAddr,
-    _dir: TempDir,
-}
-
-fn start_gateway(upstream: SocketAddr, extra: &[&str]) -> Gateway {
+fn write_htpasswd() -> (TempDir, std::path::PathBuf) {
     let dir = TempDir::new("gateway");
     let htpasswd = dir.path().join("htpasswd");
     std::fs::File::create(&htpasswd)
         .unwrap()
         .write_all(HTPASSWD.as_bytes())
         .unwrap();
+    (dir, htpasswd)
+}
+
+struct Gateway {
+    _gateway: support::InProcess,
+    addr: SocketAddr,
+    _dir: TempDir,
+}
+
+/// The gateway, assembled in-process, with alice's htpasswd.
+fn start_gateway(upstream: SocketAddr, extra: &[&str]) -> Gateway {
+    let (dir, htpasswd) = write_htpasswd();
+    let upstream = format!("http://{upstream}");
+    let mut args = vec![
+        "--upstream",
+        &upstream,
+        "--htpasswd",
+        htpasswd.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let gateway = support::InProcess::start(&args).unwrap();
+    Gateway {
+        addr: gateway.addr(),
+        _gateway: gateway,
+        _dir: dir,
+    }
+}
+
+struct Binary {
+    child: ChildGuard,
+    addr: SocketAddr,
+    _dir: TempDir,
+}
+
+/// The `mlflow-gateway` binary with alice's htpasswd.
+fn start_binary(upstream: SocketAddr, extra: &[&str]) -> Binary {
+    let (dir, htpasswd) = write_htpasswd();
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let child = ChildGuard::spawn(
         Command::new(env!("CARGO_BIN_EXE_mlflow-gateway"))
@@ -102,7 +137,7 @@ fn start_gateway(upstream: SocketAddr, extra: &[&str]) -> Gateway {
             .stdout(Stdio::null()),
     );
     wait_for_port(addr, Duration::from_secs(20));
-    Gateway {
+    Binary {
         child,
         addr,
         _dir: dir,
@@ -145,6 +180,34 @@ async fn refuses_to_start_without_an_authenticator() {
     assert!(stderr.contains("no authenticator configured"), "{stderr}");
 }
 
+#[test]
+fn assemble_refuses_without_an_authenticator() {
+    let error = support::InProcess::start(&["--upstream", "http://127.0.0.1:9"])
+        .err()
+        .expect("started without an authenticator");
+    assert!(matches!(
+        error,
+        mlflow_gateway::AssembleError::Config(mlflow_gateway::ConfigError::NoAuthenticator)
+    ));
+}
+
+#[test]
+fn assemble_names_an_unreadable_htpasswd_file() {
+    let error = support::InProcess::start(&[
+        "--upstream",
+        "http://127.0.0.1:9",
+        "--htpasswd",
+        "/nonexistent/htpasswd",
+    ])
+    .err()
+    .expect("started without its htpasswd file");
+    assert_eq!(
+        error.to_string(),
+        "cannot use the htpasswd file /nonexistent/htpasswd"
+    );
+    assert!(std::error::Error::source(&error).is_some());
+}
+
 #[tokio::test]
 async fn help_documents_every_contract_flag() {
     let output = Command::new(env!("CARGO_BIN_EXE_mlflow-gateway"))
@@ -165,6 +228,15 @@ async fn help_documents_every_contract_flag() {
         "--mlflow-default-exemptions",
         "--user-header",
         "--forward-authorization",
+        "--cache-ttl",
+        "--users-refresh",
+        "--header-timeout",
+        "--idle-timeout",
+        "--upstream-timeout",
+        "--max-connections",
+        "--tls-cert",
+        "--tls-key",
+        "--upstream-ca",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }
@@ -268,7 +340,7 @@ async fn upstream_down_is_502_for_authenticated_callers_only() {
 #[tokio::test]
 async fn sigterm_stops_the_gateway_cleanly() {
     let (upstream, _) = start_upstream().await;
-    let mut gateway = start_gateway(upstream, &[]);
+    let mut gateway = start_binary(upstream, &[]);
     let pid = gateway.child.0.id().to_string();
     assert!(
         Command::new("kill")
@@ -307,7 +379,7 @@ async fn a_200_mb_upload_streams_through_in_flat_memory() {
     const CHUNK: usize = 1 << 20;
     const CHUNKS: usize = 200;
     let (upstream, state) = start_upstream().await;
-    let gateway = start_gateway(upstream, &[]);
+    let gateway = start_binary(upstream, &[]);
     let before = peak_rss_kib(gateway.child.0.id());
 
     let chunks = futures_chunks(CHUNK, CHUNKS);

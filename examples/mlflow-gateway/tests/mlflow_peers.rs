@@ -3,19 +3,18 @@
 //! One plain `mlflow server` (no auth) is started per test binary run and protected by the
 //! gateway twice: with an htpasswd file made by Apache `htpasswd -B`, and with the
 //! `basic_auth.db` of a real `mlflow server --app-name basic-auth` whose users were created
-//! through MLflow's REST API.
+//! through MLflow's REST API. The gateway is assembled in-process by the library.
+
+mod support;
 
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
-    process::{Command, Output, Stdio},
+    process::{Command, Output},
     time::Duration,
 };
 
-use tower_mlflow_tests::{
-    ChildGuard, MLFLOW_ADMIN, MLFLOW_ADMIN_PASSWORD, MlflowServer, free_port, venv_bin,
-    wait_for_port,
-};
+use tower_mlflow_tests::{MLFLOW_ADMIN, MLFLOW_ADMIN_PASSWORD, MlflowServer, venv_bin};
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -63,19 +62,13 @@ fn http(
     (status, body)
 }
 
-fn gateway(upstream: u16, authenticator: &[&str]) -> (ChildGuard, SocketAddr) {
-    let addr = loopback(free_port());
-    let child = ChildGuard::spawn(
-        Command::new(env!("CARGO_BIN_EXE_mlflow-gateway"))
-            .args(["--listen", &addr.to_string()])
-            .args(["--upstream", &format!("http://127.0.0.1:{upstream}")])
-            .arg("--mlflow-default-exemptions")
-            .args(authenticator)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    wait_for_port(addr, Duration::from_secs(20));
-    (child, addr)
+fn gateway(upstream: u16, authenticator: &[&str]) -> (support::InProcess, SocketAddr) {
+    let upstream = format!("http://127.0.0.1:{upstream}");
+    let mut args = vec!["--upstream", &upstream, "--mlflow-default-exemptions"];
+    args.extend(authenticator);
+    let gateway = support::InProcess::start(&args).unwrap();
+    let addr = gateway.addr();
+    (gateway, addr)
 }
 
 /// Runs the MLflow Python client: creates an experiment, logs a param, a metric and an
@@ -84,6 +77,16 @@ fn mlflow_client(
     gateway: SocketAddr,
     credentials: Option<(&str, &str)>,
     experiment: &str,
+) -> Output {
+    mlflow_client_at(&format!("http://{gateway}"), credentials, experiment, &[])
+}
+
+/// [`mlflow_client`] against `tracking_uri`, with `env` added.
+fn mlflow_client_at(
+    tracking_uri: &str,
+    credentials: Option<(&str, &str)>,
+    experiment: &str,
+    env: &[(&str, &str)],
 ) -> Output {
     const SCRIPT: &str = r#"
 import json, os, sys, tempfile
@@ -113,7 +116,7 @@ print("RESULT " + json.dumps({
     let mut command = Command::new(venv_bin("python"));
     command
         .args(["-c", SCRIPT, experiment])
-        .env("TRACKING_URI", format!("http://{gateway}"))
+        .env("TRACKING_URI", tracking_uri)
         .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         .env("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
         .env_remove("MLFLOW_TRACKING_USERNAME")
@@ -123,6 +126,7 @@ print("RESULT " + json.dumps({
             .env("MLFLOW_TRACKING_USERNAME", user)
             .env("MLFLOW_TRACKING_PASSWORD", password);
     }
+    command.envs(env.iter().copied());
     command.output().unwrap()
 }
 
@@ -217,4 +221,56 @@ fn mlflow_client_through_the_gateway() {
         "wrong-db",
     ));
     assert_refused(&mlflow_client(addr, None, "anonymous-db"));
+}
+
+#[test]
+#[ignore = "needs mlflow; run scripts/test"]
+fn mlflow_client_through_the_tls_gateway() {
+    let mut upstream = MlflowServer::start(false);
+    upstream.wait_healthy();
+    let dir = upstream.dir();
+    let ca = support::pki::TestCa::new();
+    let leaf = ca.leaf();
+    let (ca_file, cert, key, htpasswd) = (
+        dir.join("ca.pem"),
+        dir.join("tls.crt"),
+        dir.join("tls.key"),
+        dir.join("htpasswd-tls"),
+    );
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    std::fs::write(&key, &leaf.key_pem).unwrap();
+    // alice / mlflow-pass, APR1 (reference test vector).
+    std::fs::write(&htpasswd, "alice:$apr1$abcdefgh$aDPo2xmbXHAQSzMtOEWhn/\n").unwrap();
+    let (_gateway, addr) = gateway(
+        upstream.port(),
+        &[
+            "--htpasswd",
+            htpasswd.to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let uri = format!("https://localhost:{}", addr.port());
+    let trust = [(
+        "MLFLOW_TRACKING_SERVER_CERT_PATH",
+        ca_file.to_str().unwrap(),
+    )];
+    assert_logged_through(&mlflow_client_at(
+        &uri,
+        Some(("alice", "mlflow-pass")),
+        "via-tls",
+        &trust,
+    ));
+    assert_refused(&mlflow_client_at(&uri, None, "anonymous-tls", &trust));
+    // Without the test CA the client refuses the gateway's certificate.
+    let untrusted = mlflow_client_at(&uri, Some(("alice", "mlflow-pass")), "untrusted", &[]);
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(!untrusted.status.success(), "trusted an unknown CA");
+    assert!(
+        stderr.contains("CERTIFICATE_VERIFY_FAILED") || stderr.contains("SSL"),
+        "{stderr}"
+    );
 }

@@ -1,0 +1,241 @@
+//! What a connection is doing, for the idle timers: requests in flight (until their response
+//! body has been sent or dropped) and when the last one ended.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::{sync::Notify, time::Instant};
+use tower_service::Service;
+
+use crate::{
+    config::Limits,
+    proxy::{BoxError, ProxyBody},
+};
+
+/// One connection's requests.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    in_flight: AtomicUsize,
+    seen_request: AtomicBool,
+    idle_since: Mutex<Instant>,
+    /// Wakes the connection's timer when a request starts or ends, so a deadline computed
+    /// before is replaced.
+    changed: Notify,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            in_flight: AtomicUsize::new(0),
+            seen_request: AtomicBool::new(false),
+            idle_since: Mutex::new(Instant::now()),
+            changed: Notify::new(),
+        })
+    }
+
+    fn limit(&self, limits: &Limits) -> std::time::Duration {
+        if self.seen_request.load(Ordering::Acquire) {
+            limits.idle_timeout
+        } else {
+            limits.header_timeout
+        }
+    }
+
+    fn idle_since(&self) -> Instant {
+        *self
+            .idle_since
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// When to look again: the end of the current idle period, or a full period from now
+    /// while a request is in flight.
+    pub(crate) fn deadline(&self, limits: &Limits) -> Instant {
+        let limit = self.limit(limits);
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            Instant::now() + limit
+        } else {
+            self.idle_since() + limit
+        }
+    }
+
+    /// Whether the connection has had nothing in flight for its whole limit.
+    pub(crate) fn expired(&self, limits: &Limits) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+            && self.idle_since().elapsed() >= self.limit(limits)
+    }
+
+    /// Resolves when a request has started or ended since the last call.
+    pub(crate) async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    fn start(self: &Arc<Self>) -> InFlight {
+        self.seen_request.store(true, Ordering::Release);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_one();
+        InFlight(self.clone())
+    }
+}
+
+/// One request in flight; dropping it ends the request.
+#[derive(Debug)]
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self
+                .0
+                .idle_since
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
+            self.0.changed.notify_one();
+        }
+    }
+}
+
+/// Counts `inner`'s requests in `activity`, each until its response body is done.
+#[derive(Clone, Debug)]
+pub(crate) struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> Tracked<S> {
+    pub(crate) fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Self { inner, activity }
+    }
+}
+
+impl<S, B> Service<Request<B>> for Tracked<S>
+where
+    S: Service<Request<B>, Response = Response<ProxyBody>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let in_flight = self.activity.start();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| {
+                TrackedBody {
+                    inner: body,
+                    _in_flight: in_flight,
+                }
+                .boxed()
+            }))
+        })
+    }
+}
+
+/// A response body that keeps its request in flight until it is dropped.
+struct TrackedBody {
+    inner: ProxyBody,
+    _in_flight: InFlight,
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http_body_util::Full;
+
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            header_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(10),
+            ..Limits::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn header_timeout_until_the_first_request_then_idle_timeout() {
+        let activity = Activity::new();
+        let limits = limits();
+        assert!(!activity.expired(&limits));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(activity.expired(&limits));
+
+        let request = activity.start();
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(!activity.expired(&limits), "a request is in flight");
+        drop(request);
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(!activity.expired(&limits));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(activity.expired(&limits));
+    }
+
+    #[tokio::test]
+    async fn starting_and_ending_a_request_wake_the_timer() {
+        let activity = Activity::new();
+        let request = activity.start();
+        tokio::time::timeout(Duration::from_secs(5), activity.changed())
+            .await
+            .expect("start did not notify");
+        drop(request);
+        tokio::time::timeout(Duration::from_secs(5), activity.changed())
+            .await
+            .expect("end did not notify");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_lasts_until_its_body_is_dropped() {
+        let activity = Activity::new();
+        let service = tower::service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(
+                Full::from("body").map_err(|never| match never {}).boxed(),
+            ))
+        });
+        let mut tracked = Tracked::new(service, activity.clone());
+        let response = tracked.call(Request::new(())).await.unwrap();
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(!activity.expired(&limits()));
+        drop(response);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(activity.expired(&limits()));
+    }
+}

@@ -1,0 +1,279 @@
+//! [`Config`] → a bound listener and the tower stack in front of the proxy. Tests and
+//! embedding programs call [`assemble`]; the binary only adds flags, logging and signals.
+
+use std::{
+    convert::Infallible, fmt, future::Future, net::SocketAddr, path::PathBuf, time::Duration,
+};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tower::{ServiceBuilder, util::BoxCloneService};
+use tower_mlflow_auth::{
+    AuthLayer, BoxAuthenticator, InvalidRealm,
+    authenticators::{Cached, Htpasswd, Jwt, MlflowUsers},
+    first_of,
+};
+use tower_mlflow_core::BoxError;
+
+use crate::{
+    config::{Config, ConfigError},
+    proxy::{Proxy, ProxyBody, UpstreamRoots},
+    server,
+    tls::{TlsFilesError, TlsListener},
+};
+
+/// A gateway ready to serve: the listener is bound, the user stores are open.
+#[derive(Debug)]
+pub struct Gateway {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    service: BoxCloneService<Request<Incoming>, Response<ProxyBody>, Infallible>,
+    config: Config,
+    tls: Option<TlsListener>,
+}
+
+impl Gateway {
+    /// The address the listener is bound to (the port chosen for `:0`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then drains open connections (up to 30 s).
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let follower = self.tls.clone().map(|tls| tokio::spawn(tls.follow_files()));
+        tracing::info!(
+            listen = %self.local_addr,
+            upstream = %self.config.upstream,
+            tls = self.tls.is_some(),
+            "mlflow-gateway ready"
+        );
+        server::serve(
+            self.listener,
+            self.service,
+            self.config.limits,
+            self.tls,
+            shutdown,
+        )
+        .await;
+        if let Some(follower) = follower {
+            follower.abort();
+        }
+    }
+}
+
+/// Validates `config`, opens the user stores, loads the certificate and binds the listener.
+pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
+    config.validate().map_err(AssembleError::Config)?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(TlsListener::new)
+        .transpose()
+        .map_err(AssembleError::Tls)?;
+    let mut proxy = Proxy::new(
+        config.upstream.clone(),
+        config.user_header.clone(),
+        config.forward_authorization,
+    )
+    .with_timeout(config.limits.upstream_timeout)
+    .with_tls_listener(tls.is_some());
+    if let Some(path) = &config.upstream_ca {
+        let upstream_ca = |source: BoxError| AssembleError::UpstreamCa {
+            path: path.clone(),
+            source,
+        };
+        let pem = std::fs::read(path).map_err(|e| upstream_ca(e.into()))?;
+        proxy = proxy
+            .with_upstream_roots(UpstreamRoots::from_pem(&pem).map_err(|e| upstream_ca(e.into()))?);
+    }
+    let layer = AuthLayer::new(authenticator(config).await?)
+        .with_realm(&config.realm)
+        .map_err(AssembleError::Realm)?
+        .with_exemptions(config.exemptions().map_err(AssembleError::Config)?);
+    let service = BoxCloneService::new(ServiceBuilder::new().layer(layer).service(proxy));
+    let listener =
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| AssembleError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| AssembleError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    Ok(Gateway {
+        listener,
+        local_addr,
+        service,
+        config: config.clone(),
+        tls,
+    })
+}
+
+/// The authenticators the configuration asks for, tried in order: htpasswd, MLflow's user
+/// database, JWT.
+async fn authenticator(config: &Config) -> Result<BoxAuthenticator, AssembleError> {
+    // The password stores share ONE cache (tower_mlflow_auth::authenticator, "Composing a
+    // chain"): a hit from any store takes the synchronous fast path, a miss checks each store
+    // at most once, and a store's reload revokes what it no longer vouches for.
+    let mut passwords: Vec<BoxAuthenticator> = Vec::new();
+    if let Some(path) = &config.htpasswd {
+        let htpasswd = Htpasswd::builder(path)
+            // A stat a second: a removed user is refused within about a second of the edit.
+            .refresh_interval(HTPASSWD_REFRESH_INTERVAL)
+            .build()
+            .map_err(|e| AssembleError::Store {
+                what: StoreKind::Htpasswd,
+                name: path.display().to_string(),
+                source: e.into(),
+            })?;
+        passwords.push(BoxAuthenticator::new(htpasswd));
+    }
+    if let Some(path) = &config.mlflow_auth_db {
+        let store_error = |source: BoxError| AssembleError::Store {
+            what: StoreKind::MlflowUsers,
+            name: path.display().to_string(),
+            source,
+        };
+        let users = MlflowUsers::builder()
+            .refresh_interval(config.users_refresh)
+            .sqlite(path)
+            .build()
+            .map_err(|e| store_error(e.into()))?;
+        users.refresh().await.map_err(|e| store_error(e.into()))?;
+        passwords.push(BoxAuthenticator::new(users));
+    }
+    let mut chain: Vec<BoxAuthenticator> = Vec::new();
+    if let Some(passwords) = passwords
+        .into_iter()
+        .reduce(|a, b| BoxAuthenticator::new(first_of(a, b)))
+    {
+        chain.push(if config.cache_ttl.is_zero() {
+            passwords
+        } else {
+            // Built inside the runtime, so the stores start watching their sources at once.
+            let cached = Cached::builder(passwords)
+                .ttl(config.cache_ttl)
+                .build()
+                .map_err(|e| AssembleError::Cache(e.into()))?;
+            BoxAuthenticator::new(cached)
+        });
+    }
+    if let Some(issuer) = &config.jwt {
+        let jwt = Jwt::builder()
+            .issuer(&issuer.issuer)
+            .audience(&issuer.audience)
+            .build()
+            .map_err(|e| AssembleError::Store {
+                what: StoreKind::Jwt,
+                name: issuer.issuer.clone(),
+                source: e.into(),
+            })?;
+        // Fail fast on a wrong issuer URL, but start anyway if the issuer is merely down:
+        // keys are fetched again on the first token.
+        if let Err(error) = jwt.refresh().await {
+            // As `dyn Error`, the log line shows the cause (`error.sources`) too.
+            let error: &dyn std::error::Error = &error;
+            tracing::warn!(error, "cannot fetch the issuer's keys yet");
+        }
+        // Outside the password cache: a JWT carries its own expiry.
+        chain.push(BoxAuthenticator::new(jwt));
+    }
+    chain
+        .into_iter()
+        .reduce(|chain, next| BoxAuthenticator::new(first_of(chain, next)))
+        .ok_or(AssembleError::Config(ConfigError::NoAuthenticator))
+}
+
+/// How often the htpasswd file is checked for changes.
+const HTPASSWD_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A kind of user store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreKind {
+    /// `--htpasswd`.
+    Htpasswd,
+    /// `--mlflow-auth-db`.
+    MlflowUsers,
+    /// `--jwt-issuer`.
+    Jwt,
+}
+
+/// Why a gateway could not be assembled.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AssembleError {
+    /// The configuration is invalid.
+    Config(ConfigError),
+    /// A user store could not be opened.
+    Store {
+        /// Which kind.
+        what: StoreKind,
+        /// Its file or URL.
+        name: String,
+        /// Why.
+        source: BoxError,
+    },
+    /// The verified-credential cache rejected its settings (`--cache-ttl`).
+    Cache(BoxError),
+    /// `--realm` cannot go in a challenge.
+    Realm(InvalidRealm),
+    /// The listener's certificate or key cannot be used.
+    Tls(TlsFilesError),
+    /// `--upstream-ca` cannot be used.
+    UpstreamCa {
+        /// The bundle.
+        path: PathBuf,
+        /// Why.
+        source: BoxError,
+    },
+    /// The listen address cannot be bound.
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl fmt::Display for AssembleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Config(error) => error.fmt(f),
+            Self::Store { what, name, .. } => {
+                let what = match what {
+                    StoreKind::Htpasswd => "the htpasswd file",
+                    StoreKind::MlflowUsers => "the MLflow user database",
+                    StoreKind::Jwt => "the JWT issuer",
+                };
+                write!(f, "cannot use {what} {name}")
+            }
+            Self::Cache(_) => f.write_str("invalid --cache-ttl"),
+            Self::Realm(error) => error.fmt(f),
+            Self::Tls(error) => error.fmt(f),
+            Self::UpstreamCa { path, .. } => {
+                write!(f, "cannot use the upstream CA bundle {}", path.display())
+            }
+            Self::Bind { addr, .. } => write!(f, "cannot listen on {addr}"),
+        }
+    }
+}
+
+impl std::error::Error for AssembleError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Config(error) => error.source(),
+            Self::Store { source, .. } | Self::Cache(source) | Self::UpstreamCa { source, .. } => {
+                Some(&**source)
+            }
+            Self::Realm(error) => error.source(),
+            Self::Tls(error) => error.source(),
+            Self::Bind { source, .. } => Some(source),
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! The validated configuration of one gateway: what the flags (or an embedding program) ask
+//! for, checked before anything is opened, so a mistake is reported with the input it concerns.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use http::HeaderName;
+use tower_mlflow_auth::{ExemptionError, Exemptions};
+
+use crate::proxy::Upstream;
+
+/// Everything [`assemble`](crate::assemble) needs. Build it with [`Config::new`] and the
+/// public fields, then [`validate`](Config::validate) (done by `assemble` as well).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// The MLflow server behind the gateway.
+    pub upstream: Upstream,
+    /// Trust anchors for an `https` upstream, instead of the webpki roots.
+    pub upstream_ca: Option<PathBuf>,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// An Apache htpasswd file.
+    pub htpasswd: Option<PathBuf>,
+    /// MLflow's `basic_auth.db`.
+    pub mlflow_auth_db: Option<PathBuf>,
+    /// How often the MLflow user database is re-read.
+    pub users_refresh: Duration,
+    /// Bearer JWTs from an OIDC issuer.
+    pub jwt: Option<JwtIssuer>,
+    /// How long a verified password stays cached; zero turns the cache off.
+    pub cache_ttl: Duration,
+    /// The realm of the `WWW-Authenticate` challenge.
+    pub realm: String,
+    /// Exact paths that need no authentication.
+    pub exempt: Vec<String>,
+    /// Path prefixes (segment-wise) that need no authentication.
+    pub exempt_prefix: Vec<String>,
+    /// Start from [`Exemptions::mlflow_defaults`].
+    pub mlflow_default_exemptions: bool,
+    /// The header that carries the subject to the upstream.
+    pub user_header: HeaderName,
+    /// Pass the client's `Authorization` header on.
+    pub forward_authorization: bool,
+    /// Limits on clients and the upstream.
+    pub limits: Limits,
+}
+
+/// The certificate chain and private key of the HTTPS listener (PEM files).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// How often the two files' metadata are checked for a change.
+    pub reload_interval: Duration,
+}
+
+impl TlsFiles {
+    /// How often the files are checked by default.
+    pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+    /// The pair at `cert` and `key`, checked every second.
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        Self {
+            cert: cert.into(),
+            key: key.into(),
+            reload_interval: Self::DEFAULT_RELOAD_INTERVAL,
+        }
+    }
+}
+
+/// An OIDC issuer whose bearer JWTs are accepted.
+#[derive(Clone, Debug)]
+pub struct JwtIssuer {
+    /// The issuer URL (its discovery document gives the keys).
+    pub issuer: String,
+    /// The audience the tokens must carry.
+    pub audience: String,
+}
+
+/// Timeouts and the connection cap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Time to receive a whole request head (and the TLS handshake before it).
+    pub header_timeout: Duration,
+    /// How long a connection without a request in flight stays open.
+    pub idle_timeout: Duration,
+    /// Time to the upstream's response head.
+    pub upstream_timeout: Duration,
+    /// Open client connections at most; accepting pauses beyond it.
+    pub max_connections: usize,
+}
+
+impl Limits {
+    /// Default `header_timeout`: 30 s.
+    pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default `idle_timeout`: 75 s.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+    /// Default `upstream_timeout`: 300 s, because artifact uploads are long.
+    pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(300);
+    /// Default `max_connections`: 4096.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Self::DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
+            upstream_timeout: Self::DEFAULT_UPSTREAM_TIMEOUT,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl Config {
+    /// Default `cache_ttl`: 60 s.
+    pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
+    /// Default `users_refresh`: 30 s.
+    pub const DEFAULT_USERS_REFRESH: Duration = Duration::from_secs(30);
+
+    /// A gateway on `listen` in front of `upstream` with every default and no authenticator
+    /// yet (set one before [`assemble`](crate::assemble)).
+    pub fn new(listen: SocketAddr, upstream: Upstream) -> Self {
+        Self {
+            listen,
+            upstream,
+            upstream_ca: None,
+            tls: None,
+            htpasswd: None,
+            mlflow_auth_db: None,
+            users_refresh: Self::DEFAULT_USERS_REFRESH,
+            jwt: None,
+            cache_ttl: Self::DEFAULT_CACHE_TTL,
+            realm: "mlflow".into(),
+            exempt: Vec::new(),
+            exempt_prefix: Vec::new(),
+            mlflow_default_exemptions: false,
+            user_header: HeaderName::from_static("x-forwarded-user"),
+            forward_authorization: false,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Checks what can be checked without opening anything.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.htpasswd.is_none() && self.mlflow_auth_db.is_none() && self.jwt.is_none() {
+            return Err(ConfigError::NoAuthenticator);
+        }
+        let limits = &self.limits;
+        for (flag, value) in [
+            ("--header-timeout", limits.header_timeout),
+            ("--idle-timeout", limits.idle_timeout),
+            ("--upstream-timeout", limits.upstream_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::ZeroDuration { flag });
+            }
+        }
+        if limits.max_connections == 0 {
+            return Err(ConfigError::ZeroMaxConnections);
+        }
+        if self.upstream_ca.is_some() && !self.upstream.is_https() {
+            return Err(ConfigError::UpstreamCaWithoutHttps);
+        }
+        self.exemptions()?;
+        Ok(())
+    }
+
+    /// The exemptions the configuration asks for.
+    pub fn exemptions(&self) -> Result<Exemptions, ConfigError> {
+        let mut exemptions = if self.mlflow_default_exemptions {
+            Exemptions::mlflow_defaults()
+        } else {
+            Exemptions::new()
+        };
+        for path in &self.exempt {
+            exemptions = exemptions
+                .exact(path)
+                .map_err(|source| ConfigError::Exemption {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        for prefix in &self.exempt_prefix {
+            exemptions = exemptions
+                .prefix(prefix)
+                .map_err(|source| ConfigError::Exemption {
+                    path: prefix.clone(),
+                    source,
+                })?;
+        }
+        Ok(exemptions)
+    }
+}
+
+/// A configuration [`Config::validate`] rejects.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// None of `--htpasswd`, `--mlflow-auth-db`, `--jwt-issuer`: never an open proxy.
+    NoAuthenticator,
+    /// A duration flag set to zero.
+    ZeroDuration {
+        /// The flag.
+        flag: &'static str,
+    },
+    /// `--max-connections 0`.
+    ZeroMaxConnections,
+    /// `--upstream-ca` with a plain-http upstream.
+    UpstreamCaWithoutHttps,
+    /// An `--exempt` or `--exempt-prefix` path that cannot be used.
+    Exemption {
+        /// The path as given.
+        path: String,
+        /// Why.
+        source: ExemptionError,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoAuthenticator => f.write_str(
+                "no authenticator configured: give --htpasswd, --mlflow-auth-db or --jwt-issuer \
+                 (the gateway never runs as an open proxy)",
+            ),
+            Self::ZeroDuration { flag } => write!(f, "{flag} must be at least 1 second"),
+            Self::ZeroMaxConnections => f.write_str("--max-connections must be at least 1"),
+            Self::UpstreamCaWithoutHttps => {
+                f.write_str("--upstream-ca needs an https:// --upstream")
+            }
+            Self::Exemption { path, .. } => write!(f, "invalid exemption {path:?}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Exemption { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let mut config = Config::new(
+            "127.0.0.1:0".parse().unwrap(),
+            "http://127.0.0.1:5000".parse().unwrap(),
+        );
+        config.htpasswd = Some("/etc/htpasswd".into());
+        config
+    }
+
+    #[test]
+    fn a_minimal_configuration_is_valid() {
+        config().validate().unwrap();
+    }
+
+    #[test]
+    fn an_authenticator_is_required() {
+        let mut config = config();
+        config.htpasswd = None;
+        let error = config.validate().unwrap_err();
+        assert!(matches!(error, ConfigError::NoAuthenticator));
+        assert!(error.to_string().contains("never runs as an open proxy"));
+    }
+
+    #[test]
+    fn zero_limits_name_their_flag() {
+        let mut zero = config();
+        zero.limits.upstream_timeout = Duration::ZERO;
+        assert_eq!(
+            zero.validate().unwrap_err().to_string(),
+            "--upstream-timeout must be at least 1 second"
+        );
+        let mut zero = config();
+        zero.limits.max_connections = 0;
+        assert!(matches!(
+            zero.validate().unwrap_err(),
+            ConfigError::ZeroMaxConnections
+        ));
+    }
+
+    #[test]
+    fn upstream_ca_needs_https() {
+        let mut config = config();
+        config.upstream_ca = Some("/etc/ca.pem".into());
+        assert!(matches!(
+            config.validate().unwrap_err(),
+            ConfigError::UpstreamCaWithoutHttps
+        ));
+        config.upstream = "https://mlflow.example.com".parse().unwrap();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_bad_exemption_names_the_path() {
+        let mut config = config();
+        config.exempt.push("no-slash".into());
+        let error = config.validate().unwrap_err();
+        assert_eq!(error.to_string(), "invalid exemption \"no-slash\"");
+        assert!(std::error::Error::source(&error).is_some());
+    }
+}

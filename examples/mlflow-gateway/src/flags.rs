@@ -1,0 +1,224 @@
+//! The command line: every flag, its help text and its default, turned into a [`Config`].
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+use http::HeaderName;
+
+use crate::{
+    config::{Config, ConfigError, JwtIssuer, Limits, TlsFiles},
+    proxy::Upstream,
+};
+
+/// An authenticating reverse proxy for one MLflow tracking server.
+#[derive(Debug, Parser)]
+#[command(name = "mlflow-gateway", version, about, long_about = None)]
+#[non_exhaustive]
+pub struct Flags {
+    /// Address to listen on, for example 127.0.0.1:8080 or 0.0.0.0:443.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: SocketAddr,
+
+    /// The MLflow server to protect, for example http://127.0.0.1:5000, or an https URL for
+    /// one on another host (a path such as /mlflow is prepended to every request path).
+    #[arg(long, value_name = "URL")]
+    pub upstream: Upstream,
+
+    /// PEM bundle of the CAs that may sign an https --upstream's certificate (default: the
+    /// webpki public roots).
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// Serve HTTPS (h2 and http/1.1) with this PEM certificate chain; with --tls-key. Both
+    /// files are re-read when either changes; a broken new pair keeps the old one.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Apache htpasswd file (bcrypt, APR1, SHA-256/512-crypt, {SHA}); reloaded when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub htpasswd: Option<PathBuf>,
+
+    /// MLflow's own user database (the SQLite basic_auth.db of `mlflow server --app-name
+    /// basic-auth`), opened read-only; changes are picked up within --users-refresh seconds.
+    #[arg(long = "mlflow-auth-db", value_name = "PATH")]
+    pub mlflow_auth_db: Option<PathBuf>,
+
+    /// Accept bearer JWTs from this OIDC issuer (keys from its discovery document).
+    #[arg(long, value_name = "URL", requires = "jwt_audience")]
+    pub jwt_issuer: Option<String>,
+
+    /// The audience JWTs must carry (with --jwt-issuer).
+    #[arg(long, value_name = "AUD", requires = "jwt_issuer")]
+    pub jwt_audience: Option<String>,
+
+    /// Realm of the WWW-Authenticate challenge.
+    #[arg(long, value_name = "NAME", default_value = "mlflow")]
+    pub realm: String,
+
+    /// A path that needs no authentication (exact match, any method); repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub exempt: Vec<String>,
+
+    /// A path prefix that needs no authentication (the prefix and everything below it,
+    /// segment-wise); repeatable.
+    #[arg(long, value_name = "PREFIX")]
+    pub exempt_prefix: Vec<String>,
+
+    /// Leave open what MLflow's own basic-auth leaves open (/health, /favicon.ico, /static,
+    /// /static-files, server-info), tightened to exact paths and segment prefixes, GET/HEAD.
+    #[arg(long)]
+    pub mlflow_default_exemptions: bool,
+
+    /// Header that carries the authenticated username to the upstream. Any copy sent by the
+    /// client is always removed.
+    #[arg(long, value_name = "NAME", default_value = "X-Forwarded-User")]
+    pub user_header: HeaderName,
+
+    /// Pass the client's Authorization header to the upstream (removed by default).
+    #[arg(long)]
+    pub forward_authorization: bool,
+
+    /// Seconds a verified password stays cached (0 disables the cache). Wrong passwords are
+    /// never cached.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub cache_ttl: u64,
+
+    /// Seconds between re-reads of --mlflow-auth-db.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub users_refresh: u64,
+
+    /// Seconds a client has to send a whole request head (and finish the TLS handshake);
+    /// a slower client is disconnected. For HTTP/1 it also bounds the wait for the next
+    /// request on a kept-alive connection.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub header_timeout: u64,
+
+    /// Seconds a connection without a request in flight stays open (keep-alive). HTTP/2
+    /// connections are also pinged at this interval and closed if the pings go unanswered.
+    #[arg(long, value_name = "SECS", default_value_t = 75)]
+    pub idle_timeout: u64,
+
+    /// Seconds to wait for the upstream's response head (504 beyond); long because artifact
+    /// uploads are. The response body then streams without a limit.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub upstream_timeout: u64,
+
+    /// Client connections open at once at most; beyond it, new connections wait in the
+    /// kernel's backlog until one closes.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub max_connections: usize,
+}
+
+impl Flags {
+    /// The configuration the flags describe, validated.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let mut config = Config::new(self.listen, self.upstream);
+        config.upstream_ca = self.upstream_ca;
+        config.tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles::new(cert, key)),
+            _ => None,
+        };
+        config.htpasswd = self.htpasswd;
+        config.mlflow_auth_db = self.mlflow_auth_db;
+        config.users_refresh = Duration::from_secs(self.users_refresh);
+        config.jwt = match (self.jwt_issuer, self.jwt_audience) {
+            (Some(issuer), Some(audience)) => Some(JwtIssuer { issuer, audience }),
+            _ => None,
+        };
+        config.cache_ttl = Duration::from_secs(self.cache_ttl);
+        config.realm = self.realm;
+        config.exempt = self.exempt;
+        config.exempt_prefix = self.exempt_prefix;
+        config.mlflow_default_exemptions = self.mlflow_default_exemptions;
+        config.user_header = self.user_header;
+        config.forward_authorization = self.forward_authorization;
+        config.limits = Limits {
+            header_timeout: Duration::from_secs(self.header_timeout),
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            upstream_timeout: Duration::from_secs(self.upstream_timeout),
+            max_connections: self.max_connections,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Config, ConfigError> {
+        let base = [
+            "mlflow-gateway",
+            "--listen",
+            "127.0.0.1:8080",
+            "--upstream",
+            "http://127.0.0.1:5000",
+        ];
+        Flags::try_parse_from(base.iter().chain(extra))
+            .unwrap()
+            .into_config()
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse(&["--htpasswd", "/etc/htpasswd"]).unwrap();
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.cache_ttl, Config::DEFAULT_CACHE_TTL);
+        assert_eq!(config.users_refresh, Config::DEFAULT_USERS_REFRESH);
+        assert_eq!(config.user_header, "x-forwarded-user");
+        assert!(config.tls.is_none());
+    }
+
+    #[test]
+    fn every_flag_reaches_the_config() {
+        let config = parse(&[
+            "--htpasswd=/h",
+            "--header-timeout=1",
+            "--idle-timeout=2",
+            "--upstream-timeout=3",
+            "--max-connections=4",
+            "--tls-cert=/c",
+            "--tls-key=/k",
+            "--cache-ttl=0",
+        ])
+        .unwrap();
+        let limits = config.limits;
+        assert_eq!(limits.header_timeout, Duration::from_secs(1));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(2));
+        assert_eq!(limits.upstream_timeout, Duration::from_secs(3));
+        assert_eq!(limits.max_connections, 4);
+        let tls = config.tls.unwrap();
+        assert_eq!(
+            (tls.cert.to_str(), tls.key.to_str()),
+            (Some("/c"), Some("/k"))
+        );
+        assert!(config.cache_ttl.is_zero());
+    }
+
+    #[test]
+    fn tls_cert_needs_a_key() {
+        let args = [
+            "mlflow-gateway",
+            "--listen=127.0.0.1:1",
+            "--upstream=http://127.0.0.1:2",
+            "--tls-cert=/c",
+        ];
+        assert!(Flags::try_parse_from(args).is_err());
+    }
+
+    #[test]
+    fn validation_errors_come_through() {
+        assert!(matches!(parse(&[]), Err(ConfigError::NoAuthenticator)));
+        assert!(matches!(
+            parse(&["--htpasswd=/h", "--header-timeout=0"]),
+            Err(ConfigError::ZeroDuration {
+                flag: "--header-timeout"
+            })
+        ));
+    }
+}

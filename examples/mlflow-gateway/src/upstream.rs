@@ -1,0 +1,185 @@
+//! The upstream: its URL, the trust anchors of an https upstream, and the pooled client.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use http::{
+    Uri,
+    uri::{Authority, PathAndQuery, Scheme},
+};
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use rustls::RootCertStore;
+use rustls_pki_types::{CertificateDer, pem::PemObject};
+use tower_mlflow_core::BoxError;
+
+/// Where requests go: an `http[s]://host:port[/base]` URL.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    scheme: Scheme,
+    authority: Authority,
+    base_path: String,
+}
+
+/// An `--upstream` URL that cannot be used.
+#[derive(Debug, PartialEq, Eq)]
+pub struct InvalidUpstream(pub String);
+
+impl std::fmt::Display for InvalidUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid upstream URL: {}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidUpstream {}
+
+impl std::str::FromStr for Upstream {
+    type Err = InvalidUpstream;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| InvalidUpstream(format!("{url:?}: {e}")))?;
+        let scheme = match uri.scheme() {
+            Some(scheme) if *scheme == Scheme::HTTP || *scheme == Scheme::HTTPS => scheme.clone(),
+            _ => {
+                return Err(InvalidUpstream(format!(
+                    "{url:?}: the upstream must be an http:// or https:// URL"
+                )));
+            }
+        };
+        if uri.query().is_some() {
+            return Err(InvalidUpstream(format!("{url:?}: no query string allowed")));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| InvalidUpstream(format!("{url:?}: no host")))?;
+        let base_path = uri.path().trim_end_matches('/').to_owned();
+        Ok(Self {
+            scheme,
+            authority,
+            base_path,
+        })
+    }
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+}
+
+impl Upstream {
+    /// Whether the upstream is reached over TLS.
+    pub fn is_https(&self) -> bool {
+        self.scheme == Scheme::HTTPS
+    }
+
+    pub(crate) fn uri_for(
+        &self,
+        path_and_query: Option<&PathAndQuery>,
+    ) -> Result<Uri, http::Error> {
+        let pq = path_and_query.map_or("/", PathAndQuery::as_str);
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(format!("{}{pq}", self.base_path))
+            .build()
+    }
+}
+
+/// The trust anchors for an https upstream.
+#[derive(Clone)]
+pub struct UpstreamRoots(Arc<RootCertStore>);
+
+impl fmt::Debug for UpstreamRoots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamRoots")
+            .field("len", &self.0.len())
+            .finish()
+    }
+}
+
+/// A PEM bundle that gives no usable CA certificate.
+#[derive(Debug)]
+pub struct InvalidUpstreamCa(BoxError);
+
+impl fmt::Display for InvalidUpstreamCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no usable CA certificate in the PEM bundle")
+    }
+}
+
+impl std::error::Error for InvalidUpstreamCa {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+impl UpstreamRoots {
+    /// The webpki public roots (Mozilla's list).
+    pub fn webpki() -> Self {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        Self(Arc::new(roots))
+    }
+
+    /// The CA certificates of a PEM bundle, and nothing else.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, InvalidUpstreamCa> {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| InvalidUpstreamCa(e.into()))?;
+            roots.add(cert).map_err(|e| InvalidUpstreamCa(e.into()))?;
+        }
+        if roots.is_empty() {
+            return Err(InvalidUpstreamCa("the bundle holds no certificate".into()));
+        }
+        Ok(Self(Arc::new(roots)))
+    }
+}
+
+/// The pooled upstream client: plain http or rustls (aws-lc-rs) by the URL's scheme.
+pub(crate) fn client(roots: UpstreamRoots) -> Client<HttpsConnector<HttpConnector>, Incoming> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("aws-lc-rs supports the default protocol versions")
+    .with_root_certificates(roots.0)
+    .with_no_client_auth();
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_urls() {
+        let u: Upstream = "http://127.0.0.1:5000/mlflow/".parse().unwrap();
+        let pq = PathAndQuery::from_static("/api/2.0/mlflow/runs/get?run_id=1");
+        assert_eq!(
+            u.uri_for(Some(&pq)).unwrap(),
+            "http://127.0.0.1:5000/mlflow/api/2.0/mlflow/runs/get?run_id=1"
+        );
+        let https: Upstream = "https://mlflow:5000".parse().unwrap();
+        assert!(https.is_https());
+        assert_eq!(https.to_string(), "https://mlflow:5000");
+        assert!("ftp://mlflow:5000".parse::<Upstream>().is_err());
+        assert!("127.0.0.1:5000".parse::<Upstream>().is_err());
+        assert!("http://h:1/?a=b".parse::<Upstream>().is_err());
+    }
+}

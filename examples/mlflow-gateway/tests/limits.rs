@@ -1,0 +1,231 @@
+//! Timeouts and the connection cap, by behaviour against the assembled gateway on loopback.
+
+mod support;
+
+use std::{
+    io::Write as _,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream},
+};
+use tower_mlflow_tests::{TempDir, free_port};
+
+const HTPASSWD: &str = "alice:$apr1$abcdefgh$aDPo2xmbXHAQSzMtOEWhn/\n";
+const ALICE: &str = "Basic YWxpY2U6bWxmbG93LXBhc3M="; // alice:mlflow-pass
+
+fn start(upstream: SocketAddr, extra: &[&str]) -> (support::InProcess, TempDir) {
+    let dir = TempDir::new("gateway-limits");
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::File::create(&htpasswd)
+        .unwrap()
+        .write_all(HTPASSWD.as_bytes())
+        .unwrap();
+    let upstream = format!("http://{upstream}");
+    let mut args = vec![
+        "--upstream",
+        &upstream,
+        "--htpasswd",
+        htpasswd.to_str().unwrap(),
+        "--mlflow-default-exemptions",
+    ];
+    args.extend(extra);
+    (support::InProcess::start(&args).unwrap(), dir)
+}
+
+fn closed_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// Reads until the peer closes (`Some(bytes read)`), or `None` if it is still open after
+/// `within`.
+async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let mut seen = Vec::new();
+    let read = async {
+        let mut buf = [0; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.ok()?;
+    Some(seen)
+}
+
+#[tokio::test]
+async fn half_a_request_head_is_closed_after_the_header_timeout() {
+    let (gateway, _dir) = start(closed_port(), &["--header-timeout", "1"]);
+    let mut stream = TcpStream::connect(gateway.addr()).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: gateway\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let seen = read_until_closed(&mut stream, Duration::from_secs(10))
+        .await
+        .expect("the half-sent head was still open after 10 s");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // hyper closes without a response; nothing else may come back.
+    let text = String::from_utf8_lossy(&seen);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed_after_the_header_timeout() {
+    let (gateway, _dir) = start(closed_port(), &["--header-timeout", "1"]);
+    let mut stream = TcpStream::connect(gateway.addr()).await.unwrap();
+    let seen = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert_eq!(seen.as_deref(), Some(&b""[..]), "still open after 10 s");
+}
+
+#[tokio::test]
+async fn a_complete_request_is_served_within_the_header_timeout() {
+    let (gateway, _dir) = start(closed_port(), &["--header-timeout", "1"]);
+    let mut stream = TcpStream::connect(gateway.addr()).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let seen = read_until_closed(&mut stream, Duration::from_secs(10))
+        .await
+        .unwrap();
+    // The upstream is down: the gateway's own 502 shows the request was served.
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 502"), "{text}");
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_answers_is_a_504() {
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = silent.local_addr().unwrap();
+    // Accept and hold every connection without ever answering.
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let (gateway, _dir) = start(upstream, &["--upstream-timeout", "1"]);
+    let mut stream = TcpStream::connect(gateway.addr()).await.unwrap();
+    let request = format!(
+        "GET /api/2.0/mlflow/experiments/search HTTP/1.1\r\nHost: gateway\r\n\
+         Authorization: {ALICE}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let seen = read_until_closed(&mut stream, Duration::from_secs(20))
+        .await
+        .expect("no answer after 20 s");
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 504"), "{text}");
+    assert!(text.contains("did not answer in time"), "{text}");
+}
+
+#[tokio::test]
+async fn beyond_max_connections_a_connection_waits_until_one_closes() {
+    let (gateway, _dir) = start(closed_port(), &["--max-connections", "2"]);
+    let first = TcpStream::connect(gateway.addr()).await.unwrap();
+    let _second = TcpStream::connect(gateway.addr()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The kernel completes the handshake (backlog), but the gateway does not accept it.
+    let mut third = TcpStream::connect(gateway.addr()).await.unwrap();
+    third
+        .write_all(b"GET /health HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0; 64];
+    let early = tokio::time::timeout(Duration::from_secs(1), third.read(&mut buf)).await;
+    assert!(early.is_err(), "the third connection was served: {early:?}");
+
+    drop(first);
+    let seen = read_until_closed(&mut third, Duration::from_secs(10))
+        .await
+        .expect("the third connection was not served after one closed");
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 502"), "{text}");
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_request_in_flight_finish() {
+    let slow = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = slow.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = slow.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0; 4096];
+                let _ = stream.read(&mut buf).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
+                    .await;
+            });
+        }
+    });
+    let (gateway, _dir) = start(upstream, &[]);
+    let mut stream = TcpStream::connect(gateway.addr()).await.unwrap();
+    let request = format!(
+        "GET /api/2.0/mlflow/experiments/search HTTP/1.1\r\nHost: gateway\r\n\
+         Authorization: {ALICE}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(gateway);
+    let seen = read_until_closed(&mut stream, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("slow"), "{text}");
+}
+
+#[tokio::test]
+async fn an_idle_http1_connection_is_closed_after_the_idle_timeout() {
+    let (gateway, _dir) = start(closed_port(), &["--idle-timeout", "1"]);
+    let mut stream = TcpStream::connect(gateway.addr()).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 502"));
+    // Kept alive (no `Connection: close`), then closed once idle.
+    let rest = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(
+        rest.is_some(),
+        "the idle connection was still open after 10 s"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let (gateway, _dir) = start(closed_port(), &["--idle-timeout", "1"]);
+    let stream = TcpStream::connect(gateway.addr()).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{}/health", gateway.addr()))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::BAD_GATEWAY);
+    drop(response);
+    tokio::time::timeout(Duration::from_secs(10), connection)
+        .await
+        .expect("the idle HTTP/2 connection was still open after 10 s")
+        .unwrap()
+        .ok();
+}
