@@ -98,7 +98,7 @@ pub use self::{
     auth::{Auth, AuthLayer, InvalidRealm},
     authenticator::{
         Authenticator, BoxAuthenticator, BoxAuthenticatorError, Challenge, FirstOf, FirstOfError,
-        InvalidChallenge, first_of,
+        InvalidChallenge, RevocationListener, Revoked, first_of,
     },
     authorization::Authorization,
     credentials::{Credentials, CredentialsError, Malformed, Scheme},
