@@ -135,7 +135,7 @@ pub(crate) fn changed_users<V: PartialEq>(
     (!users.is_empty()).then_some(Revoked::Users(users))
 }
 
-#[cfg(test)]
+#[cfg(all(test, any(feature = "htpasswd", feature = "mlflow-users")))]
 mod tests {
     use std::{
         collections::HashMap,

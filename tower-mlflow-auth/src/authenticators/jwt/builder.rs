@@ -29,6 +29,9 @@ pub struct JwtBuilder {
     allow_insecure_http: bool,
     #[cfg(feature = "jwt-tls")]
     root_pems: Vec<Vec<u8>>,
+    /// `None`: the public roots only when no PEM is given.
+    #[cfg(feature = "jwt-tls")]
+    public_roots: Option<bool>,
 }
 
 impl Default for JwtBuilder {
@@ -57,6 +60,8 @@ impl Default for JwtBuilder {
             allow_insecure_http: false,
             #[cfg(feature = "jwt-tls")]
             root_pems: Vec::new(),
+            #[cfg(feature = "jwt-tls")]
+            public_roots: None,
         }
     }
 }
@@ -215,6 +220,17 @@ impl JwtBuilder {
         self
     }
 
+    /// Whether the Mozilla roots from `webpki-roots` stay trusted beside the certificates
+    /// given to [`root_certificates_pem`](Self::root_certificates_pem). Default: only when
+    /// none is given. `true` adds a private CA to the public roots, for an issuer on a private
+    /// host whose discovery document points to public ones (or the other way round).
+    #[cfg(feature = "jwt-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt-tls")))]
+    pub fn public_roots(mut self, trust: bool) -> Self {
+        self.public_roots = Some(trust);
+        self
+    }
+
     /// Checks the configuration and builds the authenticator. No request is made here;
     /// call [`Jwt::refresh`] to fetch the keys up front.
     ///
@@ -242,6 +258,8 @@ impl JwtBuilder {
             self.max_response_size,
             #[cfg(feature = "jwt-tls")]
             self.root_pems,
+            #[cfg(feature = "jwt-tls")]
+            self.public_roots,
         )?;
         let keys = KeyStore::new(source, fetcher, url_policy, self.timing, algorithms);
         Ok(Jwt::from_parts(checks, keys))

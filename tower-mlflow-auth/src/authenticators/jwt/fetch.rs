@@ -49,18 +49,20 @@ pub(super) struct Fetcher {
 
 impl Fetcher {
     /// A fetcher whose requests end after `timeout` and whose bodies stop at `max_body`
-    /// bytes. With `jwt-tls`, `root_pems` replace the webpki roots unless there are none.
+    /// bytes. With `jwt-tls`, `root_pems` replace the webpki roots unless there are none or
+    /// `public_roots` says to keep them.
     pub(super) fn new(
         timeout: Duration,
         max_body: usize,
         #[cfg(feature = "jwt-tls")] root_pems: Vec<Vec<u8>>,
+        #[cfg(feature = "jwt-tls")] public_roots: Option<bool>,
     ) -> Result<Self, JwtBuildError> {
         let builder = HttpClient::builder()
             .timeout(timeout)
             .max_body_len(max_body);
         #[cfg(feature = "jwt-tls")]
         let builder = {
-            let public_roots = root_pems.is_empty();
+            let public_roots = public_roots.unwrap_or(root_pems.is_empty());
             root_pems.into_iter().fold(
                 builder.public_roots(public_roots),
                 HttpClientBuilder::ca_pem,
