@@ -44,6 +44,8 @@
 //! - [`exempt`]: deny-by-default path exemptions that no encoding can reach.
 //! - [`auth`]: the layer, service and response future; its docs walk one request through
 //!   the code.
+//! - [`origin`]: [`OriginCheckLayer`], refusing cross-site state-changing requests that carry
+//!   browser credentials (CSRF), with no extra dependency.
 //! - [`rejection`]: how 401, 503 and gRPC rejections are rendered, and the body hooks
 //!   ([`MlflowRejectionResponse`] for MLflow's own texts).
 //! - [`authenticators`]: the built-in authenticators, each behind a feature.
@@ -91,6 +93,7 @@ pub mod exempt;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
+pub mod origin;
 pub mod rejection;
 
 #[doc(inline)]
@@ -103,6 +106,10 @@ pub use self::{
     authorization::Authorization,
     credentials::{Credentials, CredentialsError, Malformed, Scheme},
     exempt::{ExemptionError, Exemptions},
+    origin::{
+        OriginCheck, OriginCheckBuildError, OriginCheckLayer, OriginCheckLayerBuilder,
+        OriginRejection, OriginRejectionKind,
+    },
     rejection::{
         AuthRejection, DefaultRejectionResponse, MlflowRejectionResponse, RejectionResponse,
     },
