@@ -1,8 +1,9 @@
 // A real OpenID provider (panva/oidc-provider) for tests/tests/oidc_peers.rs.
 //
-//   node oidc-server.mjs <node_dir> <port> [<second_port>]
+//   node oidc-server.mjs <node_dir> <port> [<second_port>] [--tls <cert.pem> <key.pem>]
 //
-// Serves issuer http://127.0.0.1:<port> with discovery, /jwks and /token. One confidential
+// Serves issuer http://127.0.0.1:<port> with discovery, /jwks and /token; with --tls, serves
+// HTTPS with that certificate chain and key instead, and the issuer is https://127.0.0.1:<port>. One confidential
 // client `ci` / `ci-secret` may use client_credentials. Access tokens are RS256 JWTs
 // (resource indicators, accessTokenFormat 'jwt'):
 //   - resource urn:mlflow (the default): aud urn:mlflow, TTL 300 s;
@@ -12,15 +13,25 @@
 // rotation. With <second_port>, a second provider (issuer http://127.0.0.1:<second_port>)
 // signs with the same key: its tokens verify but carry the wrong issuer.
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-const [nodeDir, port, secondPort] = process.argv.slice(2);
-if (!nodeDir || !port) {
-  console.error('usage: node oidc-server.mjs <node_dir> <port> [<second_port>]');
+const args = process.argv.slice(2);
+const tlsAt = args.indexOf('--tls');
+const tls = tlsAt === -1 ? null : { cert: args[tlsAt + 1], key: args[tlsAt + 2] };
+if (tls) args.splice(tlsAt, 3);
+const [nodeDir, port, secondPort] = args;
+if (!nodeDir || !port || (tls && (!tls.cert || !tls.key))) {
+  console.error('usage: node oidc-server.mjs <node_dir> <port> [<second_port>] [--tls <cert.pem> <key.pem>]');
   process.exit(2);
 }
+const scheme = tls ? 'https' : 'http';
+const listen = tls
+  ? (handler) => createTlsServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, handler)
+  : (handler) => createServer(handler);
 // oidc-provider lives in the provisioned npm folder, not next to this script.
 const entry = pathToFileURL(join(nodeDir, 'node_modules/oidc-provider/lib/index.js')).href;
 const { default: Provider } = await import(entry);
@@ -29,7 +40,7 @@ const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: `k-${randomUUID()}`, use: 'sig', alg: 'RS256' };
 
 function start(listenPort) {
-  const oidc = new Provider(`http://127.0.0.1:${listenPort}`, {
+  const oidc = new Provider(`${scheme}://127.0.0.1:${listenPort}`, {
     jwks: { keys: [signingKey] },
     clients: [{
       client_id: 'ci',
@@ -59,7 +70,7 @@ function start(listenPort) {
     },
   });
   return new Promise((resolve) => {
-    createServer(oidc.callback()).listen(Number(listenPort), '127.0.0.1', resolve);
+    listen(oidc.callback()).listen(Number(listenPort), '127.0.0.1', resolve);
   });
 }
 

@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, util::BoxCloneService};
 use tower_mlflow_auth::{
-    AuthLayer, BoxAuthenticator, InvalidRealm,
+    AuthLayer, BoxAuthenticator, InvalidRealm, OriginCheckLayer,
     authenticators::{Cached, Htpasswd, Jwt, MlflowUsers},
     first_of,
 };
@@ -77,7 +77,8 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
         config.forward_authorization,
     )
     .with_timeout(config.limits.upstream_timeout)
-    .with_tls_listener(tls.is_some());
+    .with_tls_listener(tls.is_some())
+    .with_trusted_proxies(config.trusted_proxies.clone());
     if let Some(path) = &config.upstream_ca {
         let upstream_ca = |source: BoxError| AssembleError::UpstreamCa {
             path: path.clone(),
@@ -91,7 +92,6 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
         .with_realm(&config.realm)
         .map_err(AssembleError::Realm)?
         .with_exemptions(config.exemptions().map_err(AssembleError::Config)?);
-    let service = BoxCloneService::new(ServiceBuilder::new().layer(layer).service(proxy));
     let listener =
         TcpListener::bind(config.listen)
             .await
@@ -105,6 +105,10 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
             addr: config.listen,
             source,
         })?;
+    let origin_check = config
+        .origin_check(local_addr)
+        .map_err(AssembleError::Config)?;
+    let service = BoxCloneService::new(edge(origin_check, layer, proxy));
     Ok(Gateway {
         listener,
         local_addr,
@@ -112,6 +116,42 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
         config: config.clone(),
         tls,
     })
+}
+
+/// The tower stack: the origin check first, so that a cross-site request costs no password
+/// hash, then authentication, then the proxy.
+fn edge(
+    origin_check: OriginCheckLayer,
+    auth: AuthLayer<BoxAuthenticator>,
+    proxy: Proxy,
+) -> impl tower::Service<
+    Request<Incoming>,
+    Response = Response<ProxyBody>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static {
+    ServiceBuilder::new()
+        .map_response(|response: Response<EdgeBody>| response.map(|body| body.0))
+        .layer(origin_check)
+        .map_response(|response: Response<ProxyBody>| response.map(EdgeBody))
+        .layer(auth)
+        .service(proxy)
+}
+
+/// [`ProxyBody`] with the `From<&'static str>` that the origin check renders its 403 with.
+struct EdgeBody(ProxyBody);
+
+impl From<&'static str> for EdgeBody {
+    fn from(text: &'static str) -> Self {
+        use http_body_util::BodyExt;
+        Self(
+            http_body_util::Full::from(text)
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+    }
 }
 
 /// The authenticators the configuration asks for, tried in order: htpasswd, MLflow's user
@@ -164,15 +204,22 @@ async fn authenticator(config: &Config) -> Result<BoxAuthenticator, AssembleErro
         });
     }
     if let Some(issuer) = &config.jwt {
-        let jwt = Jwt::builder()
+        let mut jwt = Jwt::builder()
             .issuer(&issuer.issuer)
-            .audience(&issuer.audience)
-            .build()
-            .map_err(|e| AssembleError::Store {
-                what: StoreKind::Jwt,
-                name: issuer.issuer.clone(),
-                source: e.into(),
+            .audience(&issuer.audience);
+        if let Some(path) = &issuer.ca_file {
+            let pem = std::fs::read(path).map_err(|source| AssembleError::JwtCa {
+                path: path.clone(),
+                source: source.into(),
             })?;
+            // Adds to the public roots, as the flag promises.
+            jwt = jwt.root_certificates_pem(pem).public_roots(true);
+        }
+        let jwt = jwt.build().map_err(|e| AssembleError::Store {
+            what: StoreKind::Jwt,
+            name: issuer.issuer.clone(),
+            source: e.into(),
+        })?;
         // Fail fast on a wrong issuer URL, but start anyway if the issuer is merely down:
         // keys are fetched again on the first token.
         if let Err(error) = jwt.refresh().await {
@@ -232,6 +279,13 @@ pub enum AssembleError {
         /// Why.
         source: BoxError,
     },
+    /// `--jwt-ca-file` cannot be read.
+    JwtCa {
+        /// The bundle.
+        path: PathBuf,
+        /// Why.
+        source: BoxError,
+    },
     /// The listen address cannot be bound.
     Bind {
         /// The address.
@@ -259,6 +313,9 @@ impl fmt::Display for AssembleError {
             Self::UpstreamCa { path, .. } => {
                 write!(f, "cannot use the upstream CA bundle {}", path.display())
             }
+            Self::JwtCa { path, .. } => {
+                write!(f, "cannot read the --jwt-ca-file {}", path.display())
+            }
             Self::Bind { addr, .. } => write!(f, "cannot listen on {addr}"),
         }
     }
@@ -268,9 +325,10 @@ impl std::error::Error for AssembleError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Config(error) => error.source(),
-            Self::Store { source, .. } | Self::Cache(source) | Self::UpstreamCa { source, .. } => {
-                Some(&**source)
-            }
+            Self::Store { source, .. }
+            | Self::Cache(source)
+            | Self::UpstreamCa { source, .. }
+            | Self::JwtCa { source, .. } => Some(&**source),
             Self::Realm(error) => error.source(),
             Self::Tls(error) => error.source(),
             Self::Bind { source, .. } => Some(source),

@@ -4,8 +4,9 @@
 use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use http::HeaderName;
-use tower_mlflow_auth::{ExemptionError, Exemptions};
+use tower_mlflow_auth::{ExemptionError, Exemptions, OriginCheckBuildError, OriginCheckLayer};
 
+use crate::proxy::TrustedProxy;
 use crate::proxy::Upstream;
 
 /// Everything [`assemble`](crate::assemble) needs. Build it with [`Config::new`] and the
@@ -21,6 +22,9 @@ pub struct Config {
     pub upstream_ca: Option<PathBuf>,
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// The URLs people open the UI at (`--public-url`); state-changing requests with browser
+    /// credentials must come from their origins. Empty: `http(s)://<listen address>`.
+    pub public_urls: Vec<String>,
     /// An Apache htpasswd file.
     pub htpasswd: Option<PathBuf>,
     /// MLflow's `basic_auth.db`.
@@ -43,6 +47,8 @@ pub struct Config {
     pub user_header: HeaderName,
     /// Pass the client's `Authorization` header on.
     pub forward_authorization: bool,
+    /// Peers whose forwarding headers are believed (`--trusted-proxies`); default none.
+    pub trusted_proxies: Vec<TrustedProxy>,
     /// Limits on clients and the upstream.
     pub limits: Limits,
 }
@@ -79,6 +85,39 @@ pub struct JwtIssuer {
     pub issuer: String,
     /// The audience the tokens must carry.
     pub audience: String,
+    /// A PEM bundle of the CAs that may sign the issuer's certificate, instead of the
+    /// webpki public roots (`--jwt-ca-file`).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl JwtIssuer {
+    /// Tokens of `issuer` for `audience`, its certificate checked against the public roots.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            ca_file: None,
+        }
+    }
+
+    /// Checks the issuer URL: `https://`, or `http://` to a loopback host only, since anyone
+    /// on the path of a plain-http fetch could substitute the keys and mint tokens.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let https = self.issuer.starts_with("https://");
+        let safe = self
+            .issuer
+            .parse::<http::Uri>()
+            .is_ok_and(|uri| tower_mlflow_core::http::scheme_is_safe(&uri, false));
+        if !safe {
+            return Err(ConfigError::InsecureJwtIssuer {
+                issuer: self.issuer.clone(),
+            });
+        }
+        if self.ca_file.is_some() && !https {
+            return Err(ConfigError::JwtCaWithoutHttps);
+        }
+        Ok(())
+    }
 }
 
 /// Timeouts and the connection cap.
@@ -131,6 +170,7 @@ impl Config {
             upstream,
             upstream_ca: None,
             tls: None,
+            public_urls: Vec::new(),
             htpasswd: None,
             mlflow_auth_db: None,
             users_refresh: Self::DEFAULT_USERS_REFRESH,
@@ -142,6 +182,7 @@ impl Config {
             mlflow_default_exemptions: false,
             user_header: HeaderName::from_static("x-forwarded-user"),
             forward_authorization: false,
+            trusted_proxies: Vec::new(),
             limits: Limits::default(),
         }
     }
@@ -167,8 +208,37 @@ impl Config {
         if self.upstream_ca.is_some() && !self.upstream.is_https() {
             return Err(ConfigError::UpstreamCaWithoutHttps);
         }
+        if let Some(jwt) = &self.jwt {
+            jwt.validate()?;
+        }
         self.exemptions()?;
+        if !self.public_urls.is_empty() {
+            self.origin_check(self.listen)?;
+        }
         Ok(())
+    }
+
+    /// The origin check for the `--public-url`s, or for `http(s)://<local_addr>` (https with
+    /// TLS) when none is given; on a loopback or unspecified address also `localhost`,
+    /// `127.0.0.1` and `[::1]` with that port, which MLflow itself accepts.
+    pub fn origin_check(&self, local_addr: SocketAddr) -> Result<OriginCheckLayer, ConfigError> {
+        let builder = OriginCheckLayer::builder();
+        let builder = if self.public_urls.is_empty() {
+            let scheme = if self.tls.is_some() { "https" } else { "http" };
+            let mut origins = vec![format!("{scheme}://{local_addr}")];
+            if local_addr.ip().is_loopback() || local_addr.ip().is_unspecified() {
+                let port = local_addr.port();
+                for host in ["localhost", "127.0.0.1", "[::1]"] {
+                    origins.push(format!("{scheme}://{host}:{port}"));
+                }
+            }
+            builder.allowed_origins(origins)
+        } else {
+            builder.allowed_origins(self.public_urls.iter().cloned())
+        };
+        builder
+            .build()
+            .map_err(|source| ConfigError::PublicUrl { source })
     }
 
     /// The exemptions the configuration asks for.
@@ -213,6 +283,18 @@ pub enum ConfigError {
     ZeroMaxConnections,
     /// `--upstream-ca` with a plain-http upstream.
     UpstreamCaWithoutHttps,
+    /// A `--jwt-issuer` that is neither `https://` nor `http://` to a loopback host.
+    InsecureJwtIssuer {
+        /// The issuer as given.
+        issuer: String,
+    },
+    /// `--jwt-ca-file` with a plain-http issuer.
+    JwtCaWithoutHttps,
+    /// A `--public-url` that is not an `http(s)` URL with a host.
+    PublicUrl {
+        /// Why, naming the URL.
+        source: OriginCheckBuildError,
+    },
     /// An `--exempt` or `--exempt-prefix` path that cannot be used.
     Exemption {
         /// The path as given.
@@ -234,7 +316,19 @@ impl fmt::Display for ConfigError {
             Self::UpstreamCaWithoutHttps => {
                 f.write_str("--upstream-ca needs an https:// --upstream")
             }
+            Self::InsecureJwtIssuer { issuer } => write!(
+                f,
+                "--jwt-issuer {issuer:?} must be an https:// URL (plain http only to a loopback \
+                 host: anyone on the path could substitute the keys)"
+            ),
+            Self::JwtCaWithoutHttps => f.write_str("--jwt-ca-file needs an https:// --jwt-issuer"),
             Self::Exemption { path, .. } => write!(f, "invalid exemption {path:?}"),
+            Self::PublicUrl { source } => match source {
+                OriginCheckBuildError::InvalidOrigin { input, .. } => {
+                    write!(f, "invalid --public-url {input:?}")
+                }
+                _ => f.write_str("invalid --public-url"),
+            },
         }
     }
 }
@@ -243,6 +337,7 @@ impl std::error::Error for ConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Exemption { source, .. } => Some(source),
+            Self::PublicUrl { source } => Some(source),
             _ => None,
         }
     }
@@ -264,6 +359,38 @@ mod tests {
     #[test]
     fn a_minimal_configuration_is_valid() {
         config().validate().unwrap();
+    }
+
+    #[test]
+    fn public_urls_default_to_the_listen_address_and_are_checked() {
+        let addr = "127.0.0.1:8080".parse().unwrap();
+        let mut config = config();
+        let layer = config.origin_check(addr).unwrap();
+        let local = "[http://127.0.0.1:8080, http://localhost:8080, http://[::1]:8080]";
+        assert!(format!("{layer:?}").contains(local), "{layer:?}");
+        config.tls = Some(TlsFiles::new("/c.pem", "/k.pem"));
+        let public = "192.0.2.7:443".parse().unwrap();
+        let layer = config.origin_check(public).unwrap();
+        assert!(
+            format!("{layer:?}").contains("[https://192.0.2.7]"),
+            "{layer:?}"
+        );
+
+        config.public_urls = vec!["https://mlflow.example.com/".into()];
+        let layer = config.origin_check(addr).unwrap();
+        assert!(
+            format!("{layer:?}").contains("[https://mlflow.example.com]"),
+            "{layer:?}"
+        );
+
+        config.public_urls.push("mlflow.example.com".into());
+        let error = config.validate().unwrap_err();
+        assert!(matches!(error, ConfigError::PublicUrl { .. }));
+        assert_eq!(
+            error.to_string(),
+            r#"invalid --public-url "mlflow.example.com""#
+        );
+        assert!(std::error::Error::source(&error).is_some());
     }
 
     #[test]
@@ -300,6 +427,46 @@ mod tests {
             ConfigError::UpstreamCaWithoutHttps
         ));
         config.upstream = "https://mlflow.example.com".parse().unwrap();
+        config.validate().unwrap();
+    }
+
+    fn with_issuer(issuer: &str) -> Result<(), ConfigError> {
+        let mut config = config();
+        config.jwt = Some(JwtIssuer::new(issuer, "mlflow"));
+        config.validate()
+    }
+
+    #[test]
+    fn jwt_issuers_are_https_or_loopback_http() {
+        with_issuer("https://idp.example.com/realms/ml").unwrap();
+        with_issuer("http://127.0.0.1:8080").unwrap();
+        with_issuer("http://localhost:8080/realms/ml").unwrap();
+        for insecure in [
+            "http://idp.example.com",
+            "http://10.0.0.1:8080",
+            "ftp://idp",
+            "",
+        ] {
+            let error = with_issuer(insecure).unwrap_err();
+            assert!(
+                matches!(&error, ConfigError::InsecureJwtIssuer { issuer } if issuer == insecure),
+                "{insecure}: {error:?}"
+            );
+            assert!(error.to_string().starts_with("--jwt-issuer "), "{error}");
+        }
+    }
+
+    #[test]
+    fn jwt_ca_file_needs_an_https_issuer() {
+        let mut config = config();
+        let mut issuer = JwtIssuer::new("http://127.0.0.1:8080", "mlflow");
+        issuer.ca_file = Some("/etc/ca.pem".into());
+        config.jwt = Some(issuer.clone());
+        let error = config.validate().unwrap_err();
+        assert!(matches!(error, ConfigError::JwtCaWithoutHttps));
+        assert!(error.to_string().contains("--jwt-ca-file"));
+        issuer.issuer = "https://idp.internal".into();
+        config.jwt = Some(issuer);
         config.validate().unwrap();
     }
 

@@ -7,7 +7,7 @@ use http::HeaderName;
 
 use crate::{
     config::{Config, ConfigError, JwtIssuer, Limits, TlsFiles},
-    proxy::Upstream,
+    proxy::{TrustedProxy, Upstream},
 };
 
 /// An authenticating reverse proxy for one MLflow tracking server.
@@ -38,6 +38,14 @@ pub struct Flags {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// A URL people open the UI at, such as https://mlflow.example.com (repeatable; default:
+    /// http(s)://<listen address>, and localhost with its port on a loopback or unspecified
+    /// address). A POST, PUT, PATCH or DELETE with browser credentials
+    /// (a cookie, Basic) from another origin is refused with 403; the checked Origin is not
+    /// passed on, so MLflow accepts UI writes without MLFLOW_SERVER_CORS_ALLOWED_ORIGINS.
+    #[arg(long = "public-url", value_name = "URL")]
+    pub public_urls: Vec<String>,
+
     /// Apache htpasswd file (bcrypt, APR1, SHA-256/512-crypt, {SHA}); reloaded when it changes.
     #[arg(long, value_name = "FILE")]
     pub htpasswd: Option<PathBuf>,
@@ -47,13 +55,20 @@ pub struct Flags {
     #[arg(long = "mlflow-auth-db", value_name = "PATH")]
     pub mlflow_auth_db: Option<PathBuf>,
 
-    /// Accept bearer JWTs from this OIDC issuer (keys from its discovery document).
+    /// Accept bearer JWTs from this OIDC issuer (keys from its discovery document): an
+    /// https URL, or plain http to a loopback host only.
     #[arg(long, value_name = "URL", requires = "jwt_audience")]
     pub jwt_issuer: Option<String>,
 
     /// The audience JWTs must carry (with --jwt-issuer).
     #[arg(long, value_name = "AUD", requires = "jwt_issuer")]
     pub jwt_audience: Option<String>,
+
+    /// PEM bundle of extra CAs trusted for the --jwt-issuer's certificate (and its JWKS
+    /// host), for an identity provider behind a private CA. Added to the webpki public roots,
+    /// which stay trusted.
+    #[arg(long, value_name = "FILE", requires = "jwt_issuer")]
+    pub jwt_ca_file: Option<PathBuf>,
 
     /// Realm of the WWW-Authenticate challenge.
     #[arg(long, value_name = "NAME", default_value = "mlflow")]
@@ -81,6 +96,13 @@ pub struct Flags {
     /// Pass the client's Authorization header to the upstream (removed by default).
     #[arg(long)]
     pub forward_authorization: bool,
+
+    /// Proxies in front of the gateway, as CIDRs or addresses (repeatable or comma-separated;
+    /// default: none). Their X-Forwarded-For chain is kept and the peer appended, and their
+    /// other forwarding headers are kept; from any other peer X-Forwarded-For is replaced by
+    /// the peer address and Forwarded, X-Real-IP and X-Forwarded-* are removed.
+    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+    pub trusted_proxies: Vec<TrustedProxy>,
 
     /// Seconds a verified password stays cached (0 disables the cache). Wrong passwords are
     /// never cached.
@@ -122,11 +144,15 @@ impl Flags {
             (Some(cert), Some(key)) => Some(TlsFiles::new(cert, key)),
             _ => None,
         };
+        config.public_urls = self.public_urls;
         config.htpasswd = self.htpasswd;
         config.mlflow_auth_db = self.mlflow_auth_db;
         config.users_refresh = Duration::from_secs(self.users_refresh);
         config.jwt = match (self.jwt_issuer, self.jwt_audience) {
-            (Some(issuer), Some(audience)) => Some(JwtIssuer { issuer, audience }),
+            (Some(issuer), Some(audience)) => Some(JwtIssuer {
+                ca_file: self.jwt_ca_file,
+                ..JwtIssuer::new(issuer, audience)
+            }),
             _ => None,
         };
         config.cache_ttl = Duration::from_secs(self.cache_ttl);
@@ -136,6 +162,7 @@ impl Flags {
         config.mlflow_default_exemptions = self.mlflow_default_exemptions;
         config.user_header = self.user_header;
         config.forward_authorization = self.forward_authorization;
+        config.trusted_proxies = self.trusted_proxies;
         config.limits = Limits {
             header_timeout: Duration::from_secs(self.header_timeout),
             idle_timeout: Duration::from_secs(self.idle_timeout),
@@ -201,12 +228,86 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_repeat_or_separate_with_commas() {
+        let config = parse(&[
+            "--htpasswd=/h",
+            "--trusted-proxies=10.0.0.0/8,fd00::/8",
+            "--trusted-proxies",
+            "192.168.1.1",
+        ])
+        .unwrap();
+        let listed: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(listed, ["10.0.0.0/8", "fd00::/8", "192.168.1.1/32"]);
+        assert!(
+            parse(&["--htpasswd=/h"])
+                .unwrap()
+                .trusted_proxies
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn tls_cert_needs_a_key() {
         let args = [
             "mlflow-gateway",
             "--listen=127.0.0.1:1",
             "--upstream=http://127.0.0.1:2",
             "--tls-cert=/c",
+        ];
+        assert!(Flags::try_parse_from(args).is_err());
+    }
+
+    #[test]
+    fn jwt_flags_reach_the_config() {
+        let config = parse(&[
+            "--jwt-issuer=https://idp.internal/realms/ml",
+            "--jwt-audience=mlflow",
+            "--jwt-ca-file=/etc/idp-ca.pem",
+        ])
+        .unwrap();
+        let jwt = config.jwt.unwrap();
+        assert_eq!(jwt.issuer, "https://idp.internal/realms/ml");
+        assert_eq!(jwt.audience, "mlflow");
+        assert_eq!(jwt.ca_file.unwrap().to_str(), Some("/etc/idp-ca.pem"));
+        let without_ca = parse(&["--jwt-issuer=https://idp", "--jwt-audience=a"]).unwrap();
+        assert!(without_ca.jwt.unwrap().ca_file.is_none());
+        assert!(matches!(
+            parse(&["--jwt-issuer=http://idp.example.com", "--jwt-audience=a"]),
+            Err(ConfigError::InsecureJwtIssuer { .. })
+        ));
+    }
+
+    #[test]
+    fn public_urls_repeat_and_are_validated() {
+        assert!(parse(&["--htpasswd=/h"]).unwrap().public_urls.is_empty());
+        let config = parse(&[
+            "--htpasswd=/h",
+            "--public-url=https://mlflow.example.com",
+            "--public-url=http://10.0.0.5:8080",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.public_urls,
+            ["https://mlflow.example.com", "http://10.0.0.5:8080"]
+        );
+        assert!(matches!(
+            parse(&["--htpasswd=/h", "--public-url=mlflow.example.com"]),
+            Err(ConfigError::PublicUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn jwt_ca_file_needs_an_issuer() {
+        let args = [
+            "mlflow-gateway",
+            "--listen=127.0.0.1:1",
+            "--upstream=http://127.0.0.1:2",
+            "--htpasswd=/h",
+            "--jwt-ca-file=/ca.pem",
         ];
         assert!(Flags::try_parse_from(args).is_err());
     }

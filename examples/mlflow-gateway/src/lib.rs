@@ -9,6 +9,7 @@ mod activity;
 mod assemble;
 mod config;
 mod flags;
+mod forwarded;
 pub mod proxy;
 mod server;
 mod tls;

@@ -6,6 +6,7 @@ use std::{
     future::Future,
     net::SocketAddr,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -16,13 +17,19 @@ use http::{
     header::{self, AUTHORIZATION},
 };
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper::body::Incoming;
+use hyper::{body::Incoming, upgrade::OnUpgrade};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioIo,
+};
 use tower_mlflow_auth::Authorization;
 use tower_service::Service;
 
-use crate::upstream;
+use crate::{
+    forwarded::{self, Hop},
+    upstream,
+};
 
 /// Errors of a streamed body, boxed.
 pub use tower_mlflow_core::BoxError;
@@ -30,6 +37,7 @@ pub use tower_mlflow_core::BoxError;
 /// The response body: the upstream's, streamed, or a short local message.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
+pub use crate::forwarded::{InvalidTrustedProxy, TrustedProxy};
 pub use crate::upstream::{InvalidUpstream, InvalidUpstreamCa, Upstream, UpstreamRoots};
 
 /// The client's address, put into the request extensions by the server loop.
@@ -46,6 +54,7 @@ pub struct Proxy {
     forward_authorization: bool,
     timeout: Duration,
     forwarded_proto: HeaderValue,
+    trusted_proxies: Arc<[TrustedProxy]>,
 }
 
 impl Proxy {
@@ -62,6 +71,7 @@ impl Proxy {
             forward_authorization,
             timeout: Self::DEFAULT_TIMEOUT,
             forwarded_proto: HeaderValue::from_static("http"),
+            trusted_proxies: Arc::new([]),
         }
     }
 
@@ -86,54 +96,65 @@ impl Proxy {
         self
     }
 
-    /// Rewrites the request head for the upstream.
-    fn prepare(&self, parts: &mut http::request::Parts) {
-        let original_host = parts.headers.get(header::HOST).cloned();
+    /// Trusts the forwarding headers of peers in these networks (`--trusted-proxies`).
+    #[must_use]
+    pub fn with_trusted_proxies(mut self, trusted: Vec<TrustedProxy>) -> Self {
+        self.trusted_proxies = trusted.into();
+        self
+    }
+
+    /// Rewrites the request head for the upstream; `Err` is the answer to send instead.
+    fn prepare(&self, parts: &mut http::request::Parts) -> Result<(), (StatusCode, &'static str)> {
+        // The upstream joins the base path and this path by concatenation: an HTTP/2 `:path`
+        // such as `*` or `-admin/x` would escape the base path.
+        if !parts.uri.path().starts_with('/') {
+            return Err((StatusCode::BAD_REQUEST, "bad request path"));
+        }
+        let host = parts
+            .uri
+            .authority()
+            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+            .or_else(|| parts.headers.get(header::HOST).cloned());
         remove_hop_by_hop(&mut parts.headers);
         // The client may not choose the identity the upstream sees: drop every copy of the
-        // user header, including spellings with `_` that some servers treat as `-`.
-        let user = self.user_header.as_str();
-        let spoofed: Vec<HeaderName> = parts
-            .headers
-            .keys()
-            .filter(|name| name.as_str().replace('_', "-") == user)
-            .cloned()
-            .collect();
-        for name in spoofed {
-            parts.headers.remove(name);
-        }
-        if let Some(principal) = parts.extensions.get::<Authorization>()
-            && let Ok(value) = HeaderValue::from_str(principal.subject())
-        {
+        // user header, including spellings with `_` that WSGI/ASGI servers read as `-`.
+        forwarded::remove_all_spellings(&mut parts.headers, self.user_header.as_str());
+        if let Some(principal) = parts.extensions.get::<Authorization>() {
+            let Ok(value) = HeaderValue::from_str(principal.subject()) else {
+                // Forwarding without the identity header would make an authenticated request
+                // look anonymous upstream.
+                tracing::warn!(
+                    subject = ?principal.subject(),
+                    "refused: the subject cannot be sent in a header"
+                );
+                return Err((
+                    StatusCode::UNAUTHORIZED,
+                    "This user name cannot be passed to the MLflow server.",
+                ));
+            };
             parts.headers.insert(self.user_header.clone(), value);
         }
         if !self.forward_authorization {
             parts.headers.remove(AUTHORIZATION);
         }
-        // We are the edge: forwarding headers describe the connection we accepted.
-        if let Some(PeerAddr(peer)) = parts.extensions.get::<PeerAddr>() {
-            let ip = peer.ip().to_string();
-            let value = match parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(earlier) => format!("{earlier}, {ip}"),
-                None => ip,
-            };
-            if let Ok(value) = HeaderValue::try_from(value) {
-                parts.headers.insert("x-forwarded-for", value);
-            }
-        }
-        parts
-            .headers
-            .insert("x-forwarded-proto", self.forwarded_proto.clone());
-        match original_host {
-            Some(host) => parts.headers.insert("x-forwarded-host", host),
-            None => parts.headers.remove("x-forwarded-host"),
-        };
+        let peer = parts
+            .extensions
+            .get::<PeerAddr>()
+            .map(|PeerAddr(peer)| peer.ip());
+        let trusted =
+            peer.is_some_and(|ip| self.trusted_proxies.iter().any(|net| net.contains(ip)));
+        forwarded::rewrite(
+            &mut parts.headers,
+            &Hop {
+                peer,
+                trusted,
+                proto: &self.forwarded_proto,
+                host,
+            },
+        );
         // hyper sets Host from the upstream URI.
         parts.headers.remove(header::HOST);
+        Ok(())
     }
 }
 
@@ -146,9 +167,21 @@ impl Service<Request<Incoming>> for Proxy {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+        let client_side = is_websocket_upgrade(&request).then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
-        self.prepare(&mut parts);
+        if let Err((status, text)) = self.prepare(&mut parts) {
+            return Box::pin(async move { Ok(local(status, text)) });
+        }
+        if client_side.is_some() {
+            // Hop-by-hop, so removed by `prepare`; asked for again on our own hop.
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts
+                .headers
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
         let uri = match self.upstream.uri_for(parts.uri.path_and_query()) {
             Ok(uri) => uri,
             Err(_) => {
@@ -168,6 +201,26 @@ impl Service<Request<Incoming>> for Proxy {
                         "The MLflow server behind this gateway did not answer in time.",
                     ))
                 }
+                Ok(Ok(mut response)) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                    let Some(client_side) = client_side else {
+                        tracing::warn!("the upstream switched protocols unasked");
+                        return Ok(local(
+                            StatusCode::BAD_GATEWAY,
+                            "The MLflow server behind this gateway sent an unexpected answer.",
+                        ));
+                    };
+                    let upstream_side = hyper::upgrade::on(&mut response);
+                    tokio::spawn(tunnel(client_side, upstream_side));
+                    let (mut parts, _empty) = response.into_parts();
+                    remove_hop_by_hop(&mut parts.headers);
+                    parts
+                        .headers
+                        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                    parts
+                        .headers
+                        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                    Ok(Response::from_parts(parts, empty()))
+                }
                 Ok(Ok(response)) => {
                     let (mut parts, body) = response.into_parts();
                     remove_hop_by_hop(&mut parts.headers);
@@ -186,6 +239,45 @@ impl Service<Request<Incoming>> for Proxy {
             }
         })
     }
+}
+
+/// Whether `request` asks to become a WebSocket (RFC 6455 §4.1): HTTP/1.1 with
+/// `Connection: upgrade` and `Upgrade: websocket`. Other upgrades are dropped as hop-by-hop.
+fn is_websocket_upgrade<B>(request: &Request<B>) -> bool {
+    let has_token = |name: header::HeaderName, token: &str| {
+        request
+            .headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|item| item.trim().eq_ignore_ascii_case(token))
+    };
+    request.version() == http::Version::HTTP_11
+        && has_token(header::CONNECTION, "upgrade")
+        && has_token(header::UPGRADE, "websocket")
+}
+
+/// Copies bytes both ways between the upgraded client and upstream connections.
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(both) => both,
+        Err(error) => {
+            tracing::debug!(%error, "upgrade failed");
+            return;
+        }
+    };
+    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(%error, "upgraded connection ended with an error");
+    }
+}
+
+/// An empty body.
+fn empty() -> ProxyBody {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// A short plain-text response made by the gateway itself.
@@ -229,6 +321,83 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn proxy() -> Proxy {
+        Proxy::new(
+            "http://127.0.0.1:5000/mlflow".parse().unwrap(),
+            HeaderName::from_static("x_remote_user"),
+            false,
+        )
+        .with_trusted_proxies(vec!["10.0.0.0/8".parse().unwrap()])
+    }
+
+    fn parts(uri: &str, subject: Option<&str>, peer: &str) -> http::request::Parts {
+        let mut request = Request::get(uri)
+            .header("x-remote-user", "mallory")
+            .header("x-forwarded-for", "1.2.3.4")
+            .body(())
+            .unwrap();
+        if let Some(subject) = subject {
+            request.extensions_mut().insert(Authorization::new(
+                subject,
+                tower_mlflow_auth::Scheme::Basic,
+            ));
+        }
+        request
+            .extensions_mut()
+            .insert(PeerAddr(peer.parse().unwrap()));
+        request.into_parts().0
+    }
+
+    #[test]
+    fn a_path_without_a_slash_is_refused() {
+        for uri in ["*", "gw.example:443", "/x"] {
+            let refused = proxy().prepare(&mut parts(uri, Some("alice"), "127.0.0.1:1"));
+            let status = refused.err().map(|(status, _)| status);
+            let expected = (uri != "/x").then_some(StatusCode::BAD_REQUEST);
+            assert_eq!(status, expected, "{uri}");
+        }
+    }
+
+    #[test]
+    fn the_subject_goes_in_the_user_header_or_nowhere() {
+        let mut ok = parts("/x", Some("alice"), "127.0.0.1:1");
+        proxy().prepare(&mut ok).unwrap();
+        assert_eq!(ok.headers["x_remote_user"], "alice");
+        assert!(!ok.headers.contains_key("x-remote-user"));
+        assert_eq!(ok.headers["x-forwarded-for"], "127.0.0.1");
+
+        let refused = proxy().prepare(&mut parts("/x", Some("a\nb"), "127.0.0.1:1"));
+        assert_eq!(refused.unwrap_err().0, StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn only_trusted_peers_extend_the_chain() {
+        let mut trusted = parts("/x", None, "10.1.1.1:1");
+        proxy().prepare(&mut trusted).unwrap();
+        assert_eq!(trusted.headers["x-forwarded-for"], "1.2.3.4, 10.1.1.1");
+        assert!(!trusted.headers.contains_key("x-remote-user"));
+    }
+
+    #[test]
+    fn only_websocket_upgrades_are_recognised() {
+        let request = |connection: &str, upgrade: &str| {
+            Request::get("/ws")
+                .header(header::CONNECTION, connection)
+                .header(header::UPGRADE, upgrade)
+                .body(())
+                .unwrap()
+        };
+        assert!(is_websocket_upgrade(&request(
+            "keep-alive, Upgrade",
+            "WebSocket"
+        )));
+        assert!(!is_websocket_upgrade(&request("keep-alive", "websocket")));
+        assert!(!is_websocket_upgrade(&request("upgrade", "h2c")));
+        let mut http10 = request("upgrade", "websocket");
+        *http10.version_mut() = http::Version::HTTP_10;
+        assert!(!is_websocket_upgrade(&http10));
+    }
 
     #[test]
     fn hop_by_hop_headers_go() {

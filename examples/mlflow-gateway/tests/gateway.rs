@@ -237,6 +237,9 @@ async fn help_documents_every_contract_flag() {
         "--tls-cert",
         "--tls-key",
         "--upstream-ca",
+        "--jwt-ca-file",
+        "--trusted-proxies",
+        "--public-url",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }

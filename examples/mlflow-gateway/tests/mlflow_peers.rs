@@ -274,3 +274,118 @@ fn mlflow_client_through_the_tls_gateway() {
         "{stderr}"
     );
 }
+
+/// A JSON POST with Basic credentials and, optionally, a browser's `Origin`: (status, body).
+fn post_from(addr: SocketAddr, path: &str, origin: Option<&str>, json: &str) -> (u16, String) {
+    use base64::Engine as _;
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let basic = base64::engine::general_purpose::STANDARD.encode("alice:mlflow-pass");
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Authorization: Basic {basic}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n",
+        json.len()
+    );
+    if let Some(origin) = origin {
+        request.push_str(&format!("Origin: {origin}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(json);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+#[ignore = "needs mlflow; run scripts/test"]
+fn ui_writes_from_the_public_url_reach_mlflow_and_foreign_ones_do_not() {
+    let mut upstream = MlflowServer::start(false);
+    upstream.wait_healthy();
+    let upstream_addr = loopback(upstream.port());
+    let htpasswd = upstream.dir().join("htpasswd-origin");
+    // alice / mlflow-pass, APR1 (reference test vector).
+    std::fs::write(&htpasswd, "alice:$apr1$abcdefgh$aDPo2xmbXHAQSzMtOEWhn/\n").unwrap();
+    let (_gateway, addr) = gateway(
+        upstream.port(),
+        &[
+            "--htpasswd",
+            htpasswd.to_str().unwrap(),
+            "--public-url",
+            "https://mlflow.example.com",
+        ],
+    );
+    let create = "/ajax-api/2.0/mlflow/experiments/create";
+    let public = Some("https://mlflow.example.com");
+    let exists = |name: &str| {
+        let path = format!("/api/2.0/mlflow/experiments/get-by-name?experiment_name={name}");
+        http(upstream_addr, "GET", &path, None, None).0 == 200
+    };
+
+    // MLflow alone refuses the public origin: the gateway must not pass it on.
+    let (status, body) = post_from(upstream_addr, create, public, r#"{"name":"direct"}"#);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("Cross-origin request blocked"), "{body}");
+    assert!(!exists("direct"));
+
+    let (status, body) = post_from(addr, create, public, r#"{"name":"from-ui"}"#);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("experiment_id"), "{body}");
+    assert!(exists("from-ui"));
+
+    // Spelled differently, the same origin.
+    let (status, body) = post_from(
+        addr,
+        create,
+        Some("HTTPS://MLflow.example.com:443"),
+        r#"{"name":"from-ui-2"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+
+    for (origin, name) in [
+        ("https://evil.example", "from-evil"),
+        ("null", "from-null"),
+        ("http://mlflow.example.com", "from-http"),
+    ] {
+        let (status, body) = post_from(
+            addr,
+            create,
+            Some(origin),
+            &format!(r#"{{"name":"{name}"}}"#),
+        );
+        assert_eq!(status, 403, "{origin}: {body}");
+        assert!(body.contains("Cross-origin request refused"), "{body}");
+        assert!(!exists(name), "{origin} reached MLflow");
+    }
+
+    // The MLflow client and curl send no Origin: unaffected.
+    let (status, body) = post_from(
+        addr,
+        "/api/2.0/mlflow/experiments/create",
+        None,
+        r#"{"name":"from-client"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(exists("from-client"));
+
+    // Without --public-url: the listen address, and localhost on a loopback listener.
+    let (_local, local) = gateway(upstream.port(), &["--htpasswd", htpasswd.to_str().unwrap()]);
+    let here = format!("http://localhost:{}", local.port());
+    let (status, body) = post_from(local, create, Some(&here), r#"{"name":"from-localhost"}"#);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post_from(local, create, public, r#"{"name":"not-public"}"#);
+    assert_eq!(status, 403, "{body}");
+    assert!(!exists("not-public"));
+}

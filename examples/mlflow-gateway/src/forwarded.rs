@@ -1,0 +1,258 @@
+//! The forwarding headers (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`): what a client may
+//! claim about the connection, and what the gateway tells the upstream instead.
+
+use std::{fmt, net::IpAddr, str::FromStr};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+/// A network whose peers are proxies allowed to pass on the forwarding headers they received
+/// (`--trusted-proxies`): a CIDR such as `10.0.0.0/8` or `fd00::/8`, or a single address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrustedProxy(IpNet);
+
+impl TrustedProxy {
+    /// Whether `ip` (an IPv4-mapped IPv6 address counts as IPv4) lies in this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(&ip.to_canonical())
+    }
+}
+
+impl FromStr for TrustedProxy {
+    type Err = InvalidTrustedProxy;
+
+    fn from_str(entry: &str) -> Result<Self, Self::Err> {
+        let trimmed = entry.trim();
+        trimmed
+            .parse::<IpNet>()
+            .or_else(|_| trimmed.parse::<IpAddr>().map(IpNet::from))
+            .map(|net| Self(net.trunc()))
+            .map_err(|_| InvalidTrustedProxy {
+                entry: entry.to_owned(),
+            })
+    }
+}
+
+impl fmt::Display for TrustedProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A `--trusted-proxies` entry that is neither a CIDR nor an IP address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidTrustedProxy {
+    entry: String,
+}
+
+impl fmt::Display for InvalidTrustedProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid trusted proxy {:?}: expected a CIDR such as 10.0.0.0/8 or fd00::/8, or an IP address",
+            self.entry
+        )
+    }
+}
+
+impl std::error::Error for InvalidTrustedProxy {}
+
+/// The headers through which a client describes the connection, lower case with `-`.
+const FORWARDING: [&str; 10] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-proto",
+    "x-forwarded-uri",
+    "x-real-ip",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
+/// `name` as servers that map `_` to `-` (WSGI/ASGI environ) see it.
+pub(crate) fn normalized(name: &str) -> String {
+    name.replace('_', "-").to_ascii_lowercase()
+}
+
+/// Removes every header whose name equals `name` once `_` is read as `-`.
+pub(crate) fn remove_all_spellings(headers: &mut HeaderMap, name: &str) {
+    let name = normalized(name);
+    let matching: Vec<HeaderName> = headers
+        .keys()
+        .filter(|candidate| normalized(candidate.as_str()) == name)
+        .cloned()
+        .collect();
+    for candidate in matching {
+        headers.remove(candidate);
+    }
+}
+
+/// What the gateway knows about the connection it accepted.
+pub(crate) struct Hop<'a> {
+    /// The peer's address.
+    pub(crate) peer: Option<IpAddr>,
+    /// Whether the peer is a trusted proxy.
+    pub(crate) trusted: bool,
+    /// `http` or `https`, as accepted.
+    pub(crate) proto: &'a HeaderValue,
+    /// The authority the client asked for (`:authority`, absolute-form or `Host`).
+    pub(crate) host: Option<HeaderValue>,
+}
+
+/// Rewrites the forwarding headers. From an untrusted peer every client copy goes (in every
+/// spelling) and the gateway's own replace them; from a trusted proxy its exact-spelled
+/// headers stay, the peer is appended to `X-Forwarded-For`, and proto and host are set only
+/// when the proxy did not.
+pub(crate) fn rewrite(headers: &mut HeaderMap, hop: &Hop<'_>) {
+    let mut kept = HeaderMap::new();
+    if hop.trusted {
+        for name in FORWARDING {
+            for value in headers.get_all(name) {
+                kept.append(HeaderName::from_static(name), value.clone());
+            }
+        }
+    }
+    for name in FORWARDING {
+        remove_all_spellings(headers, name);
+    }
+    let earlier: Vec<&str> = kept
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    let chain = match hop.peer {
+        Some(peer) => {
+            let peer = peer.to_canonical().to_string();
+            Some(if earlier.is_empty() {
+                peer
+            } else {
+                format!("{}, {peer}", earlier.join(", "))
+            })
+        }
+        None => (!earlier.is_empty()).then(|| earlier.join(", ")),
+    };
+    kept.remove("x-forwarded-for");
+    for (name, value) in kept.iter() {
+        headers.append(name.clone(), value.clone());
+    }
+    if let Some(value) = chain.and_then(|chain| HeaderValue::try_from(chain).ok()) {
+        headers.insert("x-forwarded-for", value);
+    }
+    if !headers.contains_key("x-forwarded-proto") {
+        headers.insert("x-forwarded-proto", hop.proto.clone());
+    }
+    if !headers.contains_key("x-forwarded-host")
+        && let Some(host) = &hop.host
+    {
+        headers.insert("x-forwarded-host", host.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spoofed() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x_forwarded_for", "5.5.5.5"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-port", "1"),
+            ("x-forwarded-prefix", "/evil"),
+            ("x-forwarded-proto", "https"),
+            ("x-original-url", "/admin"),
+            ("x-kept", "1"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        headers
+    }
+
+    fn hop(trusted: bool, proto: &HeaderValue) -> Hop<'_> {
+        Hop {
+            peer: Some("::ffff:10.0.0.7".parse().unwrap()),
+            trusted,
+            proto,
+            host: Some(HeaderValue::from_static("gw.example")),
+        }
+    }
+
+    #[test]
+    fn an_untrusted_peer_claims_nothing() {
+        let proto = HeaderValue::from_static("http");
+        let mut headers = spoofed();
+        rewrite(&mut headers, &hop(false, &proto));
+        let mut seen: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        seen.sort();
+        let expected = [
+            ("x-forwarded-for", "10.0.0.7"),
+            ("x-forwarded-host", "gw.example"),
+            ("x-forwarded-proto", "http"),
+            ("x-kept", "1"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn a_trusted_proxy_keeps_its_chain() {
+        let proto = HeaderValue::from_static("http");
+        let mut headers = spoofed();
+        headers.append("x-forwarded-for", HeaderValue::from_static("9.9.9.9"));
+        rewrite(&mut headers, &hop(true, &proto));
+        assert_eq!(
+            headers["x-forwarded-for"], "1.2.3.4, 9.9.9.9, 10.0.0.7",
+            "the underscore spelling never counts"
+        );
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-host"], "evil.example");
+        assert_eq!(headers["forwarded"], "for=6.6.6.6");
+        assert!(!headers.contains_key("x_forwarded_for"));
+    }
+
+    #[test]
+    fn trusted_proxies_parse_cidrs_and_addresses() {
+        let v4: TrustedProxy = "127.0.0.0/8".parse().unwrap();
+        assert!(v4.contains("127.1.2.3".parse().unwrap()));
+        assert!(v4.contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!v4.contains("10.0.0.1".parse().unwrap()));
+        let v6: TrustedProxy = " fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("::1".parse().unwrap()));
+        let one: TrustedProxy = "10.1.2.3".parse().unwrap();
+        assert_eq!(one.to_string(), "10.1.2.3/32");
+        assert_eq!(
+            "10.1.2.3/8".parse::<TrustedProxy>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        for bad in ["10.0.0.0/33", "nope", "", "::1/129"] {
+            let error = bad.parse::<TrustedProxy>().unwrap_err();
+            assert!(error.to_string().contains(&format!("{bad:?}")), "{error}");
+        }
+    }
+
+    #[test]
+    fn underscore_spellings_are_the_same_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x_remote_user", HeaderValue::from_static("a"));
+        headers.insert("x-remote-user", HeaderValue::from_static("b"));
+        headers.insert("x-remote-users", HeaderValue::from_static("c"));
+        remove_all_spellings(&mut headers, "X_Remote_User");
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-remote-users"));
+    }
+}
