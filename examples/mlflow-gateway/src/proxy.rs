@@ -175,12 +175,7 @@ impl Service<Request<Incoming>> for Proxy {
         }
         if client_side.is_some() {
             // Hop-by-hop, so removed by `prepare`; asked for again on our own hop.
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            parts
-                .headers
-                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            set_websocket_upgrade(&mut parts.headers);
         }
         let uri = match self.upstream.uri_for(parts.uri.path_and_query()) {
             Ok(uri) => uri,
@@ -213,12 +208,7 @@ impl Service<Request<Incoming>> for Proxy {
                     tokio::spawn(tunnel(client_side, upstream_side));
                     let (mut parts, _empty) = response.into_parts();
                     remove_hop_by_hop(&mut parts.headers);
-                    parts
-                        .headers
-                        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-                    parts
-                        .headers
-                        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                    set_websocket_upgrade(&mut parts.headers);
                     Ok(Response::from_parts(parts, empty()))
                 }
                 Ok(Ok(response)) => {
@@ -239,6 +229,12 @@ impl Service<Request<Incoming>> for Proxy {
             }
         })
     }
+}
+
+/// `Connection: upgrade` and `Upgrade: websocket`, on one hop.
+fn set_websocket_upgrade(headers: &mut http::HeaderMap) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
 }
 
 /// Whether `request` asks to become a WebSocket (RFC 6455 §4.1): HTTP/1.1 with
