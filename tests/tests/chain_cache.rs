@@ -13,6 +13,8 @@ use std::{
     time::Duration,
 };
 
+mod counting;
+
 use base64::Engine as _;
 use http::{Request, Response, StatusCode, header::AUTHORIZATION};
 use secrecy::ExposeSecret as _;
@@ -20,60 +22,16 @@ use tokio::sync::Semaphore;
 use tower::{ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService};
 use tower_mlflow_auth::{
     AuthLayer, Authenticator, Authorization, Credentials, Scheme,
-    authenticator::RevocationListener,
     authenticators::{Cached, Htpasswd, MlflowUsers, StaticTokens, UserRecord},
     first_of,
 };
+
+use crate::counting::Counted;
 
 /// werkzeug `pbkdf2:sha256:1000`, password `mlflow-pass` (reference test vector).
 const WERKZEUG: &str = "pbkdf2:sha256:1000$saltsaltsaltsalt$c039c2c345ba54524fdcd18a32558e28e43c097f846c682324d0aa5a2106b4ba";
 /// Only a guard against a hung test; nothing is asserted about durations.
 const HANG_GUARD: Duration = Duration::from_secs(60);
-
-/// Counts the verifications (`authenticate`) of the authenticator it wraps; everything else
-/// is passed on.
-#[derive(Clone, Debug)]
-struct Counted<A> {
-    inner: A,
-    calls: Arc<AtomicUsize>,
-}
-
-impl<A> Counted<A> {
-    fn new(inner: A) -> Self {
-        Self {
-            inner,
-            calls: Arc::default(),
-        }
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
-
-impl<A: Authenticator> Authenticator for Counted<A> {
-    type Error = A::Error;
-
-    async fn authenticate(
-        &self,
-        credentials: Credentials,
-    ) -> Result<Option<Authorization>, A::Error> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.authenticate(credentials).await
-    }
-
-    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
-        self.inner.try_accept_now(credentials)
-    }
-
-    fn accepts(&self, credentials: &Credentials) -> bool {
-        self.inner.accepts(credentials)
-    }
-
-    fn subscribe_revocations(&self, listener: RevocationListener) {
-        self.inner.subscribe_revocations(listener);
-    }
-}
 
 type Service = BoxCloneSyncService<Request<String>, Response<String>, Infallible>;
 

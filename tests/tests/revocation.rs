@@ -7,22 +7,22 @@ use std::{
     convert::Infallible,
     fs,
     path::PathBuf,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+
+mod counting;
 
 use base64::Engine as _;
 use http::{Request, Response, StatusCode, header::AUTHORIZATION};
 use tower::{ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService};
 use tower_mlflow_auth::{
-    AuthLayer, Authenticator, Authorization, Credentials,
-    authenticator::RevocationListener,
+    AuthLayer, Authenticator,
     authenticators::{Cached, Htpasswd, MlflowUsers, UserRecord, UserStore, UserStoreError},
     first_of,
 };
+
+use crate::counting::Counted;
 
 /// `alice` and `carol`, both with password `mlflow-pass`.
 const ALICE: &str = "alice:$apr1$abcdefgh$aDPo2xmbXHAQSzMtOEWhn/";
@@ -35,45 +35,6 @@ const WERKZEUG_CHANGED: &str = "pbkdf2:sha256:1000$saltsaltsaltsalt$c039c2c345ba
 const LONG_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Only a guard against a hung test; nothing is asserted about durations.
 const HANG_GUARD: Duration = Duration::from_secs(30);
-
-/// Counts the verifications (`authenticate`) of the authenticator it wraps; everything else
-/// is passed on.
-#[derive(Clone, Debug)]
-struct Counted<A> {
-    inner: A,
-    calls: Arc<AtomicUsize>,
-}
-
-impl<A: Authenticator> Authenticator for Counted<A> {
-    type Error = A::Error;
-
-    async fn authenticate(
-        &self,
-        credentials: Credentials,
-    ) -> Result<Option<Authorization>, A::Error> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.authenticate(credentials).await
-    }
-
-    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
-        self.inner.try_accept_now(credentials)
-    }
-
-    fn accepts(&self, credentials: &Credentials) -> bool {
-        self.inner.accepts(credentials)
-    }
-
-    fn subscribe_revocations(&self, listener: RevocationListener) {
-        self.inner.subscribe_revocations(listener);
-    }
-}
-
-fn counted<A>(inner: A) -> Counted<A> {
-    Counted {
-        inner,
-        calls: Arc::default(),
-    }
-}
 
 /// MLflow's users, editable by the test.
 #[derive(Debug, Clone, Default)]
@@ -159,7 +120,7 @@ async fn chain(file: &File, interval: Option<Duration>) -> Chain {
         Some(interval) => builder.refresh_interval(interval),
         None => builder.poll(false),
     };
-    let htpasswd = counted(builder.build().unwrap());
+    let htpasswd = Counted::new(builder.build().unwrap());
     let records = Users::default();
     records
         .0
@@ -172,7 +133,7 @@ async fn chain(file: &File, interval: Option<Duration>) -> Chain {
         .build()
         .unwrap();
     users.refresh().await.unwrap();
-    let users = counted(users);
+    let users = Counted::new(users);
     let cache = Cached::builder(first_of(htpasswd.clone(), users.clone()))
         .ttl(LONG_TTL)
         .build()
@@ -193,16 +154,12 @@ async fn chain(file: &File, interval: Option<Duration>) -> Chain {
 async fn a_user_removed_from_the_file_is_refused_right_after_the_reload() {
     let file = File::new("removed", &format!("{ALICE}\n{CAROL}\n"));
     let chain = chain(&file, None).await;
-    let checks = chain.htpasswd.calls.load(Ordering::SeqCst);
+    let checks = chain.htpasswd.calls();
     assert_eq!(
         status(&chain.service, "alice", "mlflow-pass").await,
         StatusCode::OK
     );
-    assert_eq!(
-        chain.htpasswd.calls.load(Ordering::SeqCst),
-        checks,
-        "alice is cached"
-    );
+    assert_eq!(chain.htpasswd.calls(), checks, "alice is cached");
 
     file.write(&format!("{CAROL}\n"));
     chain.htpasswd.inner.refresh().await.unwrap();
@@ -211,10 +168,7 @@ async fn a_user_removed_from_the_file_is_refused_right_after_the_reload() {
         StatusCode::UNAUTHORIZED
     );
     // Only alice was revoked: carol and bob are still answered from the cache.
-    let (files, databases) = (
-        chain.htpasswd.calls.load(Ordering::SeqCst),
-        chain.users.calls.load(Ordering::SeqCst),
-    );
+    let (files, databases) = (chain.htpasswd.calls(), chain.users.calls());
     assert_eq!(
         status(&chain.service, "carol", "mlflow-pass").await,
         StatusCode::OK
@@ -223,19 +177,19 @@ async fn a_user_removed_from_the_file_is_refused_right_after_the_reload() {
         status(&chain.service, "bob", "mlflow-pass").await,
         StatusCode::OK
     );
-    assert_eq!(chain.htpasswd.calls.load(Ordering::SeqCst), files);
-    assert_eq!(chain.users.calls.load(Ordering::SeqCst), databases);
+    assert_eq!(chain.htpasswd.calls(), files);
+    assert_eq!(chain.users.calls(), databases);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removal_is_noticed_by_polling_while_every_request_is_a_cache_hit() {
     let file = File::new("polled", &format!("{ALICE}\n{CAROL}\n"));
     let chain = chain(&file, Some(Duration::from_millis(50))).await;
-    let checks = chain.htpasswd.calls.load(Ordering::SeqCst);
+    let checks = chain.htpasswd.calls();
     file.write(&format!("{CAROL}\n"));
     until(&chain.service, "alice", StatusCode::UNAUTHORIZED).await;
     assert_eq!(
-        chain.htpasswd.calls.load(Ordering::SeqCst),
+        chain.htpasswd.calls(),
         checks + 1,
         "only the refused login reached the store: the file was watched in the background"
     );
