@@ -186,3 +186,42 @@ async fn secrets_manager_against_moto() {
     assert!(counted.get().await.is_err());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto_server; run scripts/test"]
+async fn plain_http_endpoints_only_on_loopback() {
+    let moto = start_moto();
+    let config = sdk_config(&moto).await;
+    sdk::Client::new(&config)
+        .create_secret()
+        .name("mlflow/loopback")
+        .secret_string("tok")
+        .send()
+        .await
+        .unwrap();
+    // Plain http to a loopback name reaches moto.
+    let by_name = moto.endpoint.replace("127.0.0.1", "localhost");
+    let source = AwsSecretsManager::builder("mlflow/loopback")
+        .sdk_config(config.clone())
+        .endpoint_url(&by_name)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        source.fetch().await.unwrap().secret().expose_secret(),
+        "tok"
+    );
+    // The same server under a name that is not loopback is refused before any request.
+    let elsewhere = moto.endpoint.replace("127.0.0.1", "moto.internal");
+    let err = AwsSecretsManager::builder("mlflow/loopback")
+        .sdk_config(config)
+        .endpoint_url(&elsewhere)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the endpoint_url setting must be an https URL"),
+        "{err}"
+    );
+}

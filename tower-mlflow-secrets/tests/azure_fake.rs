@@ -43,6 +43,8 @@ struct State {
     valid_tokens: Vec<String>,
     foreign_challenge: bool,
     exp: u64,
+    /// The token endpoint's `expires_in`, 3600 unless set (hostile values for tests).
+    expires_in: Option<serde_json::Value>,
 }
 
 struct Fake {
@@ -80,7 +82,7 @@ async fn handle(
         s.valid_tokens.push(token.clone());
         return json_reply(
             200,
-            &json!({"token_type": "Bearer", "expires_in": 3600, "access_token": token}),
+            &json!({"token_type": "Bearer", "expires_in": s.expires_in.clone().unwrap_or(json!(3600)), "access_token": token}),
         );
     }
     let Some(rest) = path.strip_prefix("/secrets/") else {
@@ -236,6 +238,35 @@ async fn exp_attribute_is_the_expiry() {
         left > Duration::from_secs(500) && left <= Duration::from_secs(600),
         "{left:?}"
     );
+}
+
+#[tokio::test]
+async fn absurd_lifetimes_are_clamped_or_refused_without_a_panic() {
+    let fake = start().await;
+    fake.with(|s| {
+        s.exp = u64::MAX;
+        s.expires_in = Some(json!(u64::MAX));
+    });
+    let fetched = fake
+        .source("mlflow")
+        .build()
+        .unwrap()
+        .fetch()
+        .await
+        .unwrap();
+    let left = fetched.expires_in().unwrap();
+    assert!(left > Duration::from_secs(365 * 24 * 3600), "{left:?}");
+    for hostile in [json!(-1), json!(1.5), json!("soon")] {
+        fake.with(|s| s.expires_in = Some(hostile.clone()));
+        let err = fake
+            .source("mlflow")
+            .build()
+            .unwrap()
+            .fetch()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("`expires_in`"), "{hostile}: {err}");
+    }
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The `mlflow-secrets` binary, run against a loopback server that is both a minimal fake
 //! Vault (token auth, one KV v2 secret, as in Vault's documented HTTP API) and the target of
 //! `doctor --dry-run` (`/ok` answers 200 to the right bearer token, 401 otherwise;
-//! `/denied` answers 403).
+//! `/denied` answers 403, `/boom` 500, `/sign-in` 302).
 #![cfg(feature = "cli")]
 
 use std::{convert::Infallible, net::SocketAddr, process::Output};
@@ -55,6 +55,8 @@ async fn handle(req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/ok" => (StatusCode::UNAUTHORIZED, "{}".to_owned()),
         "/denied" => (StatusCode::FORBIDDEN, "{}".to_owned()),
+        "/boom" => (StatusCode::INTERNAL_SERVER_ERROR, "{}".to_owned()),
+        "/sign-in" => (StatusCode::FOUND, String::new()),
         _ => (StatusCode::NOT_FOUND, String::new()),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -136,10 +138,41 @@ async fn info_prints_a_fingerprint_and_never_the_secret() {
     assert_eq!(output.status.code(), Some(0), "{all}");
     // The secret as fetched is the JSON object `{"token":"…"}`.
     let raw = format!(r#"{{"token":"{SECRET_TOKEN}"}}"#);
-    assert!(all.contains(&format!("({} bytes)", raw.len())), "{all}");
-    assert!(all.contains("secret: sha256:"), "{all}");
+    assert!(
+        all.contains(&format!("secret: {} bytes,", raw.len())),
+        "{all}"
+    );
+    assert!(
+        all.contains("fingerprint hmac:") && !all.contains("sha256"),
+        "{all}"
+    );
     assert!(all.contains("provider[0]: vault"), "{all}");
     assert_no_secret(&output);
+}
+
+/// The `hmac:` fingerprint printed by one run of `info`.
+fn fingerprint(output: &Output) -> String {
+    let all = text(output);
+    let start = all.find("fingerprint hmac:").expect(&all) + "fingerprint ".len();
+    all[start..start + "hmac:".len() + 12].to_owned()
+}
+
+#[tokio::test]
+async fn the_fingerprint_is_keyed_per_run_and_urls_lose_their_userinfo() {
+    let addr = start_server().await;
+    let first = run(addr, &["info"], &[]).await;
+    let second = run(addr, &["info"], &[]).await;
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    // The same secret, two runs: nothing to compare across runs (or with a guess).
+    assert_ne!(fingerprint(&first), fingerprint(&second));
+    let with_userinfo = format!("http://vault-user:vault-pw-123@{addr}/?token=query-secret");
+    let output = run(addr, &["info"], &[("VAULT_ADDR", &with_userinfo)]).await;
+    let all = text(&output);
+    assert!(all.contains(&format!("address: http://{addr}\n")), "{all}");
+    assert!(
+        !all.contains("vault-pw-123") && !all.contains("query-secret"),
+        "{all}"
+    );
 }
 
 #[tokio::test]
@@ -186,6 +219,81 @@ async fn dry_run_fails_on_403() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert!(text(&output).contains("403"));
     assert_no_secret(&output);
+}
+
+#[tokio::test]
+async fn dry_run_fails_on_redirects_404_and_5xx() {
+    let addr = start_server().await;
+    for (path, status) in [("/boom", "500"), ("/missing", "404"), ("/sign-in", "302")] {
+        let url = format!("http://{addr}{path}");
+        let output = run(addr, &["doctor", "--dry-run", &url], &[]).await;
+        let all = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{all}");
+        assert!(
+            all.contains(&format!("dry run: FAILED: the server answered {status}")),
+            "{all}"
+        );
+        assert!(!all.contains("doctor: ok"), "{all}");
+        assert_no_secret(&output);
+    }
+}
+
+/// One environment variable.
+#[cfg(all(feature = "aws", feature = "azure"))]
+type Var = (&'static str, &'static str);
+
+#[cfg(all(feature = "aws", feature = "azure"))]
+#[tokio::test]
+async fn plain_http_provider_endpoints_off_loopback_are_refused_by_name() {
+    let addr = start_server().await;
+    let aws: [Var; 3] = [
+        ("MLFLOW_SECRETS_AUTH_ENABLE", "aws-secrets-manager"),
+        ("MLFLOW_AWS_SECRET_ID", "mlflow/prod"),
+        ("AWS_REGION", "eu-west-1"),
+    ];
+    let azure = [
+        ("MLFLOW_SECRETS_AUTH_ENABLE", "azure-key-vault"),
+        ("AZURE_KEY_VAULT_URL", "https://kv.vault.azure.net"),
+        ("MLFLOW_AZURE_SECRET_NAME", "mlflow"),
+        ("AZURE_TENANT_ID", "t"),
+        ("AZURE_CLIENT_ID", "c"),
+    ];
+    // (provider variables, the endpoint variable, the name the error must give)
+    let cases: [(&[Var], Var, &str); 4] = [
+        (
+            &aws,
+            ("AWS_ENDPOINT_URL", "http://moto.internal:5000"),
+            "AWS_ENDPOINT_URL",
+        ),
+        (
+            &aws,
+            (
+                "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+                "http://moto.internal:5000",
+            ),
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+        ),
+        (
+            &[&azure[..], &[("AZURE_CLIENT_SECRET", "s")]].concat(),
+            ("AZURE_AUTHORITY_HOST", "http://login.internal"),
+            "AZURE_AUTHORITY_HOST",
+        ),
+        (
+            &[&azure[..], &[("IDENTITY_HEADER", "h")]].concat(),
+            ("IDENTITY_ENDPOINT", "http://identity.internal/token"),
+            "IDENTITY_ENDPOINT",
+        ),
+    ];
+    for (provider, endpoint, variable) in cases {
+        let env: Vec<_> = provider.iter().copied().chain([endpoint]).collect();
+        let output = run(addr, &["info"], &env).await;
+        let all = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{all}");
+        assert!(
+            all.contains(&format!("{variable} must be an https URL")),
+            "{all}"
+        );
+    }
 }
 
 #[tokio::test]

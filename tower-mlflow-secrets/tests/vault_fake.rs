@@ -1,28 +1,20 @@
 //! The Vault source against an in-process fake Vault.
 //!
-//! No Vault server can be installed here, so `FakeVault` is a hyper server on 127.0.0.1
+//! No Vault server can be installed here, so `FakeVault` (`support/vault.rs`, shared with the
+//! proxy peer tests of the `tests/` crate) is a hyper server on 127.0.0.1
 //! that follows Vault's *documented* HTTP API (developer.hashicorp.com/vault/api-docs):
 //! `sys/internal/ui/mounts/<path>`, KV v1 `GET /v1/<mount>/<path>`, KV v2
 //! `GET /v1/<mount>/data/<path>?version=N` (`data.data`, `data.metadata`), AppRole
-//! `POST /v1/auth/<mount>/login`, `POST /v1/auth/token/renew-self`, `X-Vault-Token`,
+//! `POST /v1/auth/<mount>/login`, `POST /v1/auth/token/renew-self`,
+//! `GET /v1/auth/token/lookup-self` (`data.ttl`, `data.renewable`), `X-Vault-Token`,
 //! `X-Vault-Namespace`, `{"errors":[..]}` bodies, 403 for bad tokens and policy denials,
-//! 404 for missing secrets, 503 when sealed. It was written from the docs, not recorded
-//! from a live Vault.
+//! 404 for missing secrets, 503 when sealed, and a standby node's `307 Temporary Redirect`
+//! to the active node (developer.hashicorp.com/vault/docs/concepts/ha). It was written from
+//! the docs, not recorded from a live Vault; it is a fake, not a Vault.
 #![cfg(feature = "vault")]
 
-use std::{
-    collections::HashMap,
-    convert::Infallible,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::{body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tower_mlflow_secrets::{
@@ -33,249 +25,10 @@ use tower_mlflow_secrets::{
     },
 };
 
-const ROOT: &str = "root-token-abc";
-const ROLE_ID: &str = "role-id-123";
-const SECRET_ID: &str = "secret-id-456";
+#[path = "support/vault.rs"]
+mod vault;
 
-/// A mount: KV version and path -> versions of the data object.
-type Mount = (u8, HashMap<String, Vec<Value>>);
-
-#[derive(Default)]
-struct FakeState {
-    /// Namespace -> mount -> (kv version, path -> versions of the data object).
-    mounts: HashMap<String, HashMap<String, Mount>>,
-    /// Token -> (expiry, renewable, ttl seconds).
-    tokens: HashMap<String, (Option<Instant>, bool, u64)>,
-    /// Paths (`<mount>/<path>`) the tokens may not read.
-    denied: Vec<String>,
-    token_ttl: u64,
-    token_renewable: bool,
-    v1_lease: u64,
-    sealed: bool,
-    deny_renew: bool,
-    logins: u32,
-    renewals: u32,
-    reads: u32,
-    preflights: u32,
-    issued: u32,
-}
-
-#[derive(Clone)]
-struct FakeVault {
-    addr: SocketAddr,
-    state: Arc<Mutex<FakeState>>,
-}
-
-#[allow(clippy::needless_pass_by_value)] // called with `json!` temporaries
-fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response
-}
-
-fn errors(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    let list: Vec<&str> = if message.is_empty() {
-        vec![]
-    } else {
-        vec![message]
-    };
-    reply(status, json!({ "errors": list }))
-}
-
-impl FakeVault {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut state = FakeState {
-            token_ttl: 3600,
-            token_renewable: true,
-            ..FakeState::default()
-        };
-        state.tokens.insert(ROOT.to_owned(), (None, false, 0));
-        let fake = Self {
-            addr,
-            state: Arc::new(Mutex::new(state)),
-        };
-        let server = fake.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let server = server.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let server = server.clone();
-                        async move { Ok::<_, Infallible>(server.handle(req).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        fake
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn with<R>(&self, f: impl FnOnce(&mut FakeState) -> R) -> R {
-        f(&mut self.state.lock().unwrap())
-    }
-
-    fn put(&self, namespace: &str, mount: &str, version: u8, path: &str, data: Value) {
-        self.with(|s| {
-            let mount = s
-                .mounts
-                .entry(namespace.to_owned())
-                .or_default()
-                .entry(mount.to_owned())
-                .or_insert_with(|| (version, HashMap::new()));
-            mount.1.entry(path.to_owned()).or_default().push(data);
-        });
-    }
-
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let (parts, body) = req.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let header = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let namespace = header("x-vault-namespace").unwrap_or_default();
-        let token = header("x-vault-token");
-        let path = parts.uri.path().trim_start_matches("/v1/").to_owned();
-        let query = parts.uri.query().unwrap_or("").to_owned();
-        let mut s = self.state.lock().unwrap();
-        if s.sealed {
-            return errors(StatusCode::SERVICE_UNAVAILABLE, "Vault is sealed");
-        }
-        // AppRole login needs no token.
-        if parts.method == http::Method::POST && path == "auth/approle/login" {
-            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            if body["role_id"] != ROLE_ID || body["secret_id"] != SECRET_ID {
-                return errors(StatusCode::BAD_REQUEST, "invalid role or secret ID");
-            }
-            s.logins += 1;
-            s.issued += 1;
-            let token = format!("hvs.issued-{}", s.issued);
-            let ttl = s.token_ttl;
-            let renewable = s.token_renewable;
-            s.tokens.insert(
-                token.clone(),
-                (
-                    Some(Instant::now() + Duration::from_secs(ttl)),
-                    renewable,
-                    ttl,
-                ),
-            );
-            return reply(
-                StatusCode::OK,
-                json!({"auth": {"client_token": token, "lease_duration": ttl, "renewable": renewable, "policies": ["default", "mlflow"]}}),
-            );
-        }
-        let token = token.unwrap_or_default();
-        let valid = match s.tokens.get(&token) {
-            Some((Some(expiry), _, _)) => Instant::now() < *expiry,
-            Some((None, _, _)) => true,
-            None => false,
-        };
-        if !valid {
-            return errors(StatusCode::FORBIDDEN, "permission denied");
-        }
-        if parts.method == http::Method::POST && path == "auth/token/renew-self" {
-            let (_, renewable, ttl) = s.tokens[&token];
-            if s.deny_renew || !renewable {
-                return errors(StatusCode::BAD_REQUEST, "lease is not renewable");
-            }
-            s.renewals += 1;
-            s.tokens.insert(
-                token.clone(),
-                (
-                    Some(Instant::now() + Duration::from_secs(ttl)),
-                    renewable,
-                    ttl,
-                ),
-            );
-            return reply(
-                StatusCode::OK,
-                json!({"auth": {"client_token": token, "lease_duration": ttl, "renewable": true}}),
-            );
-        }
-        let Some(mounts) = s.mounts.get(&namespace) else {
-            return errors(StatusCode::NOT_FOUND, "");
-        };
-        if let Some(full) = path.strip_prefix("sys/internal/ui/mounts/") {
-            let found = mounts
-                .iter()
-                .find(|(m, _)| full == m.as_str() || full.starts_with(&format!("{m}/")))
-                .map(|(m, (v, _))| (m.clone(), *v));
-            s.preflights += 1;
-            return match found {
-                Some((mount, version)) => reply(
-                    StatusCode::OK,
-                    json!({"data": {"type": "kv", "path": format!("{mount}/"), "options": {"version": version.to_string()}}}),
-                ),
-                None => errors(StatusCode::BAD_REQUEST, "no handler for route"),
-            };
-        }
-        if parts.method != http::Method::GET {
-            return errors(StatusCode::METHOD_NOT_ALLOWED, "");
-        }
-        let Some((mount, rest)) = path.split_once('/') else {
-            return errors(StatusCode::NOT_FOUND, "");
-        };
-        let Some((version, secrets)) = mounts.get(mount) else {
-            return errors(StatusCode::NOT_FOUND, "no handler for route");
-        };
-        let version = *version;
-        let secret_path = if version == 2 {
-            match rest.strip_prefix("data/") {
-                Some(p) => p,
-                None => return errors(StatusCode::NOT_FOUND, ""),
-            }
-        } else {
-            rest
-        };
-        let denied = s.denied.contains(&format!("{mount}/{secret_path}"));
-        let versions = secrets.get(secret_path).cloned();
-        let lease = s.v1_lease;
-        s.reads += 1;
-        if denied {
-            return errors(StatusCode::FORBIDDEN, "permission denied");
-        }
-        let Some(versions) = versions else {
-            return errors(StatusCode::NOT_FOUND, "");
-        };
-        if version == 1 {
-            let data = versions.last().cloned().unwrap_or(Value::Null);
-            return reply(
-                StatusCode::OK,
-                json!({"data": data, "lease_duration": lease, "renewable": false}),
-            );
-        }
-        let wanted = query
-            .strip_prefix("version=")
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(versions.len());
-        match versions.get(wanted.wrapping_sub(1)) {
-            Some(data) => reply(
-                StatusCode::OK,
-                json!({"data": {"data": data, "metadata": {"version": wanted, "deletion_time": "", "destroyed": false}}, "lease_duration": 0}),
-            ),
-            None => errors(StatusCode::NOT_FOUND, ""),
-        }
-    }
-}
+use self::vault::{FakeVault, ROLE_ID, ROOT, SECRET_ID};
 
 fn token_vault(fake: &FakeVault) -> tower_mlflow_secrets::source::vault::VaultBuilder {
     Vault::builder(fake.url()).auth(VaultAuth::token(ROOT))
@@ -616,4 +369,109 @@ async fn env_configuration_reads_through_approle() {
     assert_eq!(fetched.secret().expose_secret(), r#"{"token":"from-env"}"#);
     assert!(config.layer().await.is_ok());
     assert_eq!(fake.with(|s| s.logins), 1);
+}
+
+const FIXED: &str = "hvs.fixed-renewable";
+
+#[tokio::test]
+async fn a_renewable_fixed_token_is_looked_up_once_and_renewed() {
+    let fake = FakeVault::start().await;
+    fake.put("", "secret", 2, "mlflow", json!({"token": "t"}));
+    fake.with(|s| {
+        let expiry = Instant::now() + Duration::from_secs(600);
+        s.tokens.insert(FIXED.to_owned(), (Some(expiry), true, 600));
+    });
+    // Renew when less than the whole lease is left: due at once.
+    let source = Vault::builder(fake.url())
+        .auth(VaultAuth::token(FIXED))
+        .path("secret/mlflow")
+        .renew_before(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    fetch_text(&source).await;
+    fetch_text(&source).await;
+    assert_eq!(fake.with(|s| (s.lookups, s.renewals, s.reads)), (1, 2, 2));
+}
+
+#[tokio::test]
+async fn a_root_token_without_a_ttl_is_looked_up_once_and_never_renewed() {
+    let fake = FakeVault::start().await;
+    fake.put("", "secret", 2, "mlflow", json!({"token": "t"}));
+    let source = token_vault(&fake).path("secret/mlflow").build().unwrap();
+    fetch_text(&source).await;
+    fetch_text(&source).await;
+    assert_eq!(fake.with(|s| (s.lookups, s.renewals)), (1, 0));
+}
+
+#[tokio::test]
+async fn absurd_leases_are_clamped_or_refused_without_a_panic() {
+    let fake = FakeVault::start().await;
+    fake.put("", "secret", 2, "mlflow", json!({"token": "t"}));
+    fake.with(|s| s.lease_reply = Some(json!(u64::MAX)));
+    let source = approle_vault(&fake).path("secret/mlflow").build().unwrap();
+    // Behind a cache, as in production: a panic there would wedge it.
+    let cached = CachedSecret::new(source.clone());
+    assert_eq!(
+        cached.get().await.unwrap().secret().expose_secret(),
+        "{\"token\":\"t\"}"
+    );
+    fetch_text(&source).await;
+    assert_eq!(fake.with(|s| s.logins), 1);
+    for hostile in [json!(-1), json!(2.5), json!("forever")] {
+        fake.with(|s| s.lease_reply = Some(hostile.clone()));
+        let source = approle_vault(&fake).path("secret/mlflow").build().unwrap();
+        let err = source.fetch().await.unwrap_err().to_string();
+        assert!(err.contains("`auth.lease_duration`"), "{hostile}: {err}");
+    }
+    fake.put("", "legacy", 1, "mlflow", json!({"token": "t"}));
+    fake.with(|s| s.lease_reply = Some(json!(-5)));
+    let source = token_vault(&fake).path("legacy/mlflow").build().unwrap();
+    let err = source.fetch().await.unwrap_err().to_string();
+    assert!(err.contains("`lease_duration`"), "{err}");
+}
+
+#[tokio::test]
+async fn a_standby_redirect_to_the_active_node_is_followed_with_method_and_body() {
+    let active = FakeVault::start().await;
+    active.put("", "secret", 2, "mlflow", json!({"token": "t"}));
+    let standby = FakeVault::start().await;
+    standby.with(|s| s.redirect_to = Some(active.url()));
+    // The AppRole login is a POST with a JSON body: both must reach the active node.
+    let source = Vault::builder(standby.url())
+        .auth(VaultAuth::app_role("approle", ROLE_ID, SECRET_ID))
+        .path("secret/mlflow")
+        .build()
+        .unwrap();
+    assert_eq!(fetch_text(&source).await, "{\"token\":\"t\"}");
+    assert_eq!(active.with(|s| (s.logins, s.reads)), (1, 1));
+    // Login, mount detection and read were each redirected once.
+    assert_eq!(standby.with(|s| s.redirects), 3);
+}
+
+#[tokio::test]
+async fn a_redirect_to_a_disallowed_host_is_refused_and_loops_are_bounded() {
+    let standby = FakeVault::start().await;
+    standby.with(|s| s.redirect_to = Some("http://vault-active.example:8200".to_owned()));
+    let source = token_vault(&standby).path("secret/mlflow").build().unwrap();
+    let err = source.fetch().await.unwrap_err();
+    assert!(!err.is_transient());
+    let text = err.to_string();
+    assert!(
+        text.contains("http://vault-active.example:8200") && text.contains("not allowed"),
+        "{text}"
+    );
+    // Userinfo in the target is refused too, and never printed.
+    standby.with(|s| s.redirect_to = Some(format!("http://user:pw@{}", standby.addr)));
+    let text = source.fetch().await.unwrap_err().to_string();
+    assert!(
+        text.contains("not allowed") && !text.contains("pw"),
+        "{text}"
+    );
+    standby.with(|s| {
+        s.redirect_to = Some(standby.url());
+        s.redirects = 0;
+    });
+    let text = source.fetch().await.unwrap_err().to_string();
+    assert!(text.contains("more than 2 redirects"), "{text}");
+    assert_eq!(standby.with(|s| s.redirects), 3);
 }

@@ -21,6 +21,7 @@
 //! | `host:5000` | port 5000 | port 5000 | never matches |
 //! | `host:*` | any port | any port | never matches |
 //! | no scheme | https, or http on loopback | https, or http on loopback | any scheme |
+//! | `http://host`, not loopback | refused unless [`allow_plain_http`](HostAllowlistBuilder::allow_plain_http) | refused | no schemes in patterns |
 //! | `*.example.com` | one or more labels, not the apex | the same | fnmatch (`*` crosses dots) |
 //! | `mlflow.*.com`, `?`, `[seq]` | refused | refused | fnmatch |
 //! | case, trailing dot | ignored | ignored | case ignored, dot refused |

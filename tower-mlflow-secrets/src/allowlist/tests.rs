@@ -240,3 +240,40 @@ fn any_port_unless_given_is_the_plugins_port_rule() {
         assert_eq!(allows(&strict, uri), want_strict, "builder rule, {uri}");
     }
 }
+
+#[test]
+fn the_plugin_port_rule_keeps_schemes_wildcard_ports_and_any_port() {
+    let plugin = HostAllowlist::builder()
+        .hosts_from_list(
+            "https://secure.example.com, http://localhost, *.corp.example:8443, any.example.com:*",
+        )
+        .any_port_unless_given()
+        .build()
+        .unwrap();
+    let cases = [
+        // An explicit scheme without a port: that scheme, any port.
+        ("https://secure.example.com:9443/", true),
+        ("http://secure.example.com:9443/", false),
+        ("http://localhost:5000/", true),
+        ("https://localhost:5000/", false),
+        // A wildcard with a port: labels as always, only that port.
+        ("https://a.corp.example:8443/", true),
+        ("https://a.b.corp.example:8443/", true),
+        ("https://a.corp.example/", false),
+        ("https://corp.example:8443/", false),
+        ("https://a.corp.example.evil.net:8443/", false),
+        // `:*` is any port under both rules.
+        ("https://any.example.com:1/", true),
+        ("http://any.example.com:1/", false),
+    ];
+    for (uri, want) in cases {
+        assert_eq!(allows(&plugin, uri), want, "{uri}");
+    }
+    // Explicit plain http off loopback stays refused under the plugin rule too.
+    let err = HostAllowlist::builder()
+        .host("http://mlflow.example.com")
+        .any_port_unless_given()
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), HostAllowlistBuildErrorKind::PlainHttp);
+}

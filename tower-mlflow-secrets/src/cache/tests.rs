@@ -622,3 +622,94 @@ async fn a_leader_checks_the_backoff_again() {
     }
     assert_eq!(source.calls(), 1);
 }
+
+/// Panics on its first call, hangs on the second when `hang_once` is set, then answers.
+struct Unruly {
+    calls: AtomicUsize,
+    hang_on: Option<usize>,
+    panic_on: Option<usize>,
+}
+
+impl SecretSource for Unruly {
+    async fn fetch(&self) -> Result<Fetched, SourceError> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.panic_on == Some(call) {
+            panic!("the source blew up");
+        }
+        if self.hang_on == Some(call) {
+            std::future::pending::<()>().await;
+        }
+        Ok(Fetched::new(SecretString::from("tok")))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_fetch_leaves_nothing_in_flight() {
+    let cache = CachedSecret::new(Unruly {
+        calls: AtomicUsize::new(0),
+        hang_on: None,
+        panic_on: Some(0),
+    });
+    let err = cache.get().await.expect_err("the fetch panicked");
+    assert!(err.to_string().contains("cancelled"), "{err}");
+    assert!(!cache.shared.reloading.is_reloading());
+    assert_eq!(value(&cache.get().await.unwrap()), "tok");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_background_refresh_lets_the_next_one_start() {
+    let cache = CachedSecret::builder(Unruly {
+        calls: AtomicUsize::new(0),
+        hang_on: None,
+        panic_on: Some(1),
+    })
+    .ttl(Duration::from_secs(100))
+    .refresh_ahead(Duration::from_secs(30))
+    .build()
+    .unwrap();
+    let first = cache.get().await.unwrap();
+    tokio::time::advance(Duration::from_secs(75)).await;
+    // Each `try_get` in the window starts a refresh unless one is running: the first one
+    // panics, and a later one must still start and succeed.
+    let mut generation = first.generation();
+    for _ in 0..100 {
+        generation = cache.try_get().unwrap().generation();
+        if generation != first.generation() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(generation, first.generation() + 1);
+}
+
+#[test]
+fn a_fetch_cut_off_by_runtime_shutdown_is_not_waited_for_by_the_next_runtime() {
+    let cache = CachedSecret::new(Unruly {
+        calls: AtomicUsize::new(0),
+        hang_on: Some(0),
+        panic_on: None,
+    });
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    };
+    let first = runtime();
+    first.block_on(async {
+        let hanging = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.get().await }
+        });
+        while !cache.shared.reloading.is_reloading() {
+            tokio::task::yield_now().await;
+        }
+        drop(hanging);
+    });
+    drop(first);
+    assert!(!cache.shared.reloading.is_reloading());
+    let second = runtime();
+    let snapshot = second.block_on(cache.get()).unwrap();
+    assert_eq!(value(&snapshot), "tok");
+}

@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use tower_mlflow_core::BoxError;
 
-use super::{SecretHeaderError, layer::Shared, service::start};
+use super::{SecretHeaderError, layer::Shared, recovery::same_secret, service::start};
 use crate::cache::{SecretSnapshot, Unavailable};
 
 type SecretFuture = Pin<Box<dyn Future<Output = Result<SecretSnapshot, Unavailable>> + Send>>;
@@ -197,6 +197,19 @@ where
                     let result = ready!(secret.as_mut().poll(cx));
                     let replay = replay.take().expect(POLLED_AFTER_COMPLETION);
                     let response = response.take().expect(POLLED_AFTER_COMPLETION);
+                    if let Ok(snapshot) = &result {
+                        let unchanged = same_secret(snapshot, &replay.used);
+                        if let Some(recovery) = &this.shared.recovery {
+                            recovery.record(unchanged);
+                        }
+                        if unchanged {
+                            // The same secret would only be refused again.
+                            tracing::debug!(
+                                "refresh after 401 returned the same secret; returning the 401"
+                            );
+                            return Poll::Ready(Ok(response));
+                        }
+                    }
                     let value = result.map_err(BoxError::from).and_then(|snapshot| {
                         this.shared.header_value(&snapshot).map_err(BoxError::from)
                     });
@@ -252,9 +265,11 @@ where
     let Some(recovery) = &shared.recovery else {
         return Err(response);
     };
-    // Someone else already replaced the rejected secret: use theirs, no fetch needed.
+    // Someone else already replaced the rejected secret: use theirs, no fetch needed. A
+    // refetch that brought the same value back is no replacement.
     if let Some(current) = shared.secret.try_get() {
-        if current.generation() != replay.used.generation() {
+        if current.generation() != replay.used.generation() && !same_secret(&current, &replay.used)
+        {
             return match shared.header_value(&current) {
                 Ok(value) => Ok(State::Replaying {
                     replay: Some(replay),

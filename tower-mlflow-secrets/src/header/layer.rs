@@ -1,15 +1,11 @@
-use std::{
-    fmt,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{fmt, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwapOption;
 use http::{HeaderName, HeaderValue, Uri};
-use tokio::time::Instant;
 use tower_layer::Layer;
 
 use super::{
+    recovery::Recovery,
     replay::{CloneBody, NoReplay},
     service::SecretHeader,
 };
@@ -108,29 +104,6 @@ struct Rendered {
     value: HeaderValue,
 }
 
-pub(crate) struct Recovery {
-    min_interval: Duration,
-    last_forced: Mutex<Option<Instant>>,
-}
-
-impl Recovery {
-    /// Claims the right to force a refresh now; false if one was forced within the interval.
-    pub(crate) fn try_claim(&self) -> bool {
-        let now = Instant::now();
-        let mut last = self
-            .last_forced
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match *last {
-            Some(at) if now.duration_since(at) < self.min_interval => false,
-            _ => {
-                *last = Some(now);
-                true
-            }
-        }
-    }
-}
-
 impl Shared {
     /// The origin the request goes to, if it can be known.
     pub(crate) fn origin_of(&self, uri: &Uri) -> Option<Origin> {
@@ -164,6 +137,17 @@ impl Shared {
 }
 
 impl SecretHeaderLayer {
+    /// After a `401`, when the forced fetch returned the very secret the server refused
+    /// (the store has not caught up with a rotation yet), the next forced fetch may start
+    /// this soon rather than after the `min_interval` of
+    /// [`recover_unauthorized`](SecretHeaderLayerBuilder::recover_unauthorized) (or sooner,
+    /// when that interval is shorter).
+    pub const UNCHANGED_SECRET_RETRY: Duration = Duration::from_secs(1);
+    /// How long after the first forced fetch that returned an unchanged secret the quicker
+    /// [`UNCHANGED_SECRET_RETRY`](Self::UNCHANGED_SECRET_RETRY) applies; past it a secret
+    /// that is simply wrong is fetched again only once per `min_interval`.
+    pub const UNCHANGED_SECRET_WINDOW: Duration = Duration::from_secs(120);
+
     /// A builder using `secret`. Defaults: `Authorization: Bearer <token>`, requests to
     /// other origins sent without the secret, no 401 recovery. An allowlist is required.
     pub fn builder(secret: CachedSecret) -> SecretHeaderLayerBuilder {
@@ -227,7 +211,11 @@ impl<R> SecretHeaderLayerBuilder<R> {
 
     /// On `401 Unauthorized`, fetch the secret again and replay the request once, with at
     /// most one forced fetch per `min_interval` (a newer secret already in the cache is
-    /// used without fetching). Requests are copied with [`CloneBody`], so the request body
+    /// used without fetching). When the fetch returns the refused secret unchanged, the
+    /// `401` is given back without a replay and the next forced fetch may come after
+    /// [`UNCHANGED_SECRET_RETRY`](SecretHeaderLayer::UNCHANGED_SECRET_RETRY), so a store
+    /// that lags behind the server's rotation is picked up within about a second. Requests
+    /// are copied with [`CloneBody`], so the request body
     /// must be `Clone`: `Full<Bytes>`, `Empty<Bytes>`, `String`, `Vec<u8>`, `Bytes` or `()`.
     /// For other bodies use [`recover_unauthorized_with`](Self::recover_unauthorized_with).
     /// No marker header is added.
@@ -293,9 +281,12 @@ impl<R> SecretHeaderLayerBuilder<R> {
                 allowlist,
                 disallowed: self.disallowed,
                 default_origin,
-                recovery: self.recovery.map(|min_interval| Recovery {
-                    min_interval,
-                    last_forced: Mutex::new(None),
+                recovery: self.recovery.map(|min_interval| {
+                    Recovery::new(
+                        min_interval,
+                        SecretHeaderLayer::UNCHANGED_SECRET_RETRY,
+                        SecretHeaderLayer::UNCHANGED_SECRET_WINDOW,
+                    )
                 }),
                 rendered: ArcSwapOption::empty(),
             }),

@@ -15,7 +15,9 @@
 //!    request is not sent: [`SecretHeaderError::Unavailable`].
 //! 4. Optionally, on a `401 Unauthorized`, gets a fresh secret and replays the request once
 //!    ([`recover_unauthorized`](SecretHeaderLayerBuilder::recover_unauthorized)), copied
-//!    before the header was added by a [`CloneRequest`] hook.
+//!    before the header was added by a [`CloneRequest`] hook. A fetch that returns the
+//!    refused secret unchanged (a rotation the store has not caught up with) gives the
+//!    `401` back and lets the next `401` fetch again about a second later.
 //!
 //! Place it **inside** tower-http's `FollowRedirectLayer` (the redirect layer outermost):
 //! then every hop is a new call and is checked again, so a redirect to another origin never
@@ -54,6 +56,7 @@
 
 mod future;
 mod layer;
+mod recovery;
 mod replay;
 mod service;
 

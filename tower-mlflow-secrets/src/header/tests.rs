@@ -117,6 +117,15 @@ fn builder(secret: impl SecretSource) -> SecretHeaderLayerBuilder {
     SecretHeaderLayer::builder(CachedSecret::new(secret)).allowlist(allow(&["localhost:*"]))
 }
 
+/// A layer with 401 recovery (one forced fetch per 30 s) over `inner`.
+fn recovering<S>(secret: impl SecretSource, inner: S) -> SecretHeader<S, CloneBody> {
+    let layer = builder(secret)
+        .recover_unauthorized(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    ServiceBuilder::new().layer(layer).service(inner)
+}
+
 #[tokio::test]
 async fn sets_a_sensitive_header_replacing_any_existing_value() {
     let (inner, seen) = recorder(None);
@@ -274,14 +283,7 @@ fn build_errors() {
 async fn unauthorized_refreshes_once_and_replays_without_a_marker() {
     let source = Rotating::new(&["old", "new"]);
     let (inner, seen) = recorder(Some("Bearer new"));
-    let service = ServiceBuilder::new()
-        .layer(
-            builder(source.clone())
-                .recover_unauthorized(Duration::from_secs(30))
-                .build()
-                .unwrap(),
-        )
-        .service(inner);
+    let service = recovering(source.clone(), inner);
     let request = Request::post("http://localhost:1/api")
         .header("x-trace", "1")
         .body(Full::new(Bytes::from_static(b"{\"name\":\"e\"}")))
@@ -302,14 +304,7 @@ async fn unauthorized_refreshes_once_and_replays_without_a_marker() {
 async fn unauthorized_twice_gives_the_401_back() {
     let source = Rotating::new(&["old", "still-wrong"]);
     let (inner, seen) = recorder(Some("Bearer right"));
-    let service = ServiceBuilder::new()
-        .layer(
-            builder(source.clone())
-                .recover_unauthorized(Duration::from_secs(30))
-                .build()
-                .unwrap(),
-        )
-        .service(inner);
+    let service = recovering(source.clone(), inner);
     let response = service.oneshot(get("http://localhost:1/")).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(seen.lock().unwrap().len(), 2, "one replay, no more");
@@ -319,14 +314,7 @@ async fn unauthorized_twice_gives_the_401_back() {
 async fn forced_refreshes_are_throttled() {
     let source = Rotating::new(&["wrong"]);
     let (inner, seen) = recorder(Some("Bearer right"));
-    let service = ServiceBuilder::new()
-        .layer(
-            builder(source.clone())
-                .recover_unauthorized(Duration::from_secs(30))
-                .build()
-                .unwrap(),
-        )
-        .service(inner);
+    let service = recovering(source.clone(), inner);
     for _ in 0..5 {
         let response = service
             .clone()
@@ -335,9 +323,10 @@ async fn forced_refreshes_are_throttled() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
-    // First fetch plus one forced refresh; the other four 401s did not fetch or replay.
+    // First fetch plus one forced refresh; the other four 401s did not fetch or replay,
+    // and the refresh brought the same secret back, so nothing was replayed at all.
     assert_eq!(source.fetches(), 2);
-    assert_eq!(seen.lock().unwrap().len(), 6);
+    assert_eq!(seen.lock().unwrap().len(), 5);
     tokio::time::advance(Duration::from_secs(30)).await;
     service
         .clone()
@@ -345,6 +334,47 @@ async fn forced_refreshes_are_throttled() {
         .await
         .unwrap();
     assert_eq!(source.fetches(), 3);
+}
+
+/// A store whose value the test replaces, as a rotation does.
+#[derive(Clone)]
+struct Store(Arc<Mutex<&'static str>>, Arc<AtomicUsize>);
+
+impl SecretSource for Store {
+    async fn fetch(&self) -> Result<Fetched, SourceError> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        Ok(Fetched::new(SecretString::from(*self.0.lock().unwrap())))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_lags_behind_the_server_is_caught_up_within_two_seconds() {
+    let store = Store(Arc::new(Mutex::new("old")), Arc::default());
+    // The server has rotated already: only the new secret is accepted.
+    let (inner, _seen) = recorder(Some("Bearer new"));
+    let service = recovering(store.clone(), inner);
+    let status = || async {
+        let response = service.clone().oneshot(get("http://localhost:1/")).await;
+        response.unwrap().status()
+    };
+    // The forced fetch returns the refused secret: the 401 is given back, not replayed.
+    assert_eq!(status().await, StatusCode::UNAUTHORIZED);
+    assert_eq!(store.1.load(Ordering::SeqCst), 2);
+    tokio::time::advance(Duration::from_millis(300)).await;
+    *store.0.lock().unwrap() = "new";
+    let step = Duration::from_millis(200);
+    let mut waited = Duration::ZERO;
+    // A client calling every 200 ms, as the peer test's does.
+    while status().await != StatusCode::OK {
+        tokio::time::advance(step).await;
+        waited += step;
+        assert!(
+            waited <= Duration::from_secs(2),
+            "still refused {waited:?} after the store had the new secret"
+        );
+    }
+    assert_eq!(store.1.load(Ordering::SeqCst), 3, "one more forced fetch");
+    assert_eq!(status().await, StatusCode::OK);
 }
 
 #[tokio::test]

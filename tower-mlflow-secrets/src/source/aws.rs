@@ -55,7 +55,7 @@ use aws_sdk_secretsmanager::{
 };
 use secrecy::SecretString;
 
-use super::{Fetched, SecretSource, SourceError};
+use super::{Fetched, SecretSource, SourceError, endpoint::is_https_or_loopback};
 
 /// The SDK crates, re-exported so callers can build the `SdkConfig` given to
 /// [`AwsSecretsManagerBuilder::sdk_config`] (credentials, endpoint) with the same versions.
@@ -79,6 +79,8 @@ pub enum AwsSecretsManagerBuildError {
     /// No region was given and the SDK chain found none (`AWS_REGION`,
     /// `AWS_DEFAULT_REGION`, profile).
     NoRegion,
+    /// The endpoint is not https and not on loopback; names where it came from.
+    InsecureEndpoint(&'static str),
 }
 
 impl fmt::Display for AwsSecretsManagerBuildError {
@@ -87,6 +89,10 @@ impl fmt::Display for AwsSecretsManagerBuildError {
             Self::EmptySecretId => f.write_str("the AWS secret ID is empty"),
             Self::NoRegion => f.write_str(
                 "no AWS region: set it on the builder or in AWS_REGION / AWS_DEFAULT_REGION",
+            ),
+            Self::InsecureEndpoint(from) => write!(
+                f,
+                "{from} must be an https URL (plain http only to a loopback host)"
             ),
         }
     }
@@ -149,6 +155,7 @@ impl AwsSecretsManagerBuilder {
         if secret_id.is_empty() {
             return Err(AwsSecretsManagerBuildError::EmptySecretId);
         }
+        check_endpoints(self.endpoint_url.as_deref(), self.sdk_config.as_ref())?;
         let sdk_config = match self.sdk_config {
             Some(config) => config,
             None => {
@@ -167,6 +174,13 @@ impl AwsSecretsManagerBuilder {
         }
         if let Some(url) = self.endpoint_url {
             config = config.endpoint_url(url);
+        } else if let Some(url) = sdk_config.endpoint_url() {
+            // The shared endpoint (`AWS_ENDPOINT_URL` or a profile's `endpoint_url`).
+            if !is_https_or_loopback(url) {
+                return Err(AwsSecretsManagerBuildError::InsecureEndpoint(
+                    "AWS_ENDPOINT_URL (or the profile's endpoint_url)",
+                ));
+            }
         }
         let config = config.build();
         if config.region().is_none() {
@@ -178,6 +192,33 @@ impl AwsSecretsManagerBuilder {
             version: self.version,
         })
     }
+}
+
+/// The endpoints the SDK may send the request to, known before the SDK configuration is
+/// loaded: the builder's own, and the variables the SDK reads (checked even when a given
+/// `SdkConfig` would override them: a plain-http endpoint in the environment is a mistake
+/// either way).
+fn check_endpoints(
+    builder: Option<&str>,
+    given: Option<&aws_config::SdkConfig>,
+) -> Result<(), AwsSecretsManagerBuildError> {
+    let given = given.and_then(aws_config::SdkConfig::endpoint_url);
+    let env = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let candidates = [
+        (builder.map(str::to_owned), "the endpoint_url setting"),
+        (given.map(str::to_owned), "the SdkConfig's endpoint_url"),
+        (
+            env("AWS_ENDPOINT_URL_SECRETS_MANAGER"),
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+        ),
+        (env("AWS_ENDPOINT_URL"), "AWS_ENDPOINT_URL"),
+    ];
+    for (url, from) in candidates {
+        if url.is_some_and(|url| !is_https_or_loopback(&url)) {
+            return Err(AwsSecretsManagerBuildError::InsecureEndpoint(from));
+        }
+    }
+    Ok(())
 }
 
 /// A [`SecretSource`] reading one secret from AWS Secrets Manager; see the
@@ -303,6 +344,46 @@ mod tests {
             .await
             .err();
         assert_eq!(err, Some(AwsSecretsManagerBuildError::EmptySecretId));
+    }
+
+    #[tokio::test]
+    async fn endpoints_must_be_https_off_loopback() {
+        let build = |builder: AwsSecretsManagerBuilder| async move {
+            builder.region("eu-west-1").build().await.err()
+        };
+        let plain = "http://secretsmanager.internal:4566";
+        assert_eq!(
+            build(
+                AwsSecretsManager::builder("x")
+                    .sdk_config(offline_config())
+                    .endpoint_url(plain)
+            )
+            .await,
+            Some(AwsSecretsManagerBuildError::InsecureEndpoint(
+                "the endpoint_url setting"
+            ))
+        );
+        let given = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .endpoint_url(plain)
+            .build();
+        let err = build(AwsSecretsManager::builder("x").sdk_config(given)).await;
+        assert_eq!(
+            err,
+            Some(AwsSecretsManagerBuildError::InsecureEndpoint(
+                "the SdkConfig's endpoint_url"
+            ))
+        );
+        assert!(err.unwrap().to_string().contains("must be an https URL"));
+        for ok in [
+            "http://127.0.0.1:4566",
+            "https://vpce-1.secretsmanager.eu-west-1.vpce.amazonaws.com",
+        ] {
+            let builder = AwsSecretsManager::builder("x")
+                .sdk_config(offline_config())
+                .endpoint_url(ok);
+            assert_eq!(build(builder).await, None, "{ok}");
+        }
     }
 
     #[tokio::test]

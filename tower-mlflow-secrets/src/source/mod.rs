@@ -26,10 +26,14 @@ pub mod aws;
 #[cfg_attr(docsrs, doc(cfg(feature = "azure")))]
 pub mod azure;
 pub(crate) mod configured;
+#[cfg(any(feature = "aws", feature = "azure"))]
+mod endpoint;
 mod env;
 mod file;
 #[cfg(any(feature = "vault", feature = "azure"))]
 mod http;
+#[cfg(any(feature = "vault", feature = "azure"))]
+mod lifetime;
 mod static_;
 #[cfg(feature = "vault")]
 #[cfg_attr(docsrs, doc(cfg(feature = "vault")))]

@@ -1,8 +1,8 @@
 //! The command line, parsed by clap (as the gateway's).
 
-use std::ffi::OsString;
+use std::{ffi::OsString, net::SocketAddr, path::PathBuf};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Inspect, check and use the mlflow-secrets-auth configuration read from the environment.
 #[derive(Debug, Parser)]
@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
     name = "mlflow-secrets",
     version,
     after_help = "Exit codes: 0 ok, 1 a check failed, 2 usage or configuration error; \
-                  exec: the command's own status (128 + signal when it was killed)."
+                  exec: the command's own status (128 + signal when it was killed); \
+                  proxy: 0 after a clean stop on SIGTERM or SIGINT."
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
@@ -26,7 +27,7 @@ pub(crate) enum Command {
     Info,
     /// Validate, fetch, build the header, check the allowlist.
     Doctor {
-        /// Send one GET to URL; fail on 401, 403 or a network error.
+        /// Send one GET to URL; fail unless it answers 2xx (401, 403, 3xx, 5xx, network errors).
         #[arg(long, value_name = "URL")]
         dry_run: Option<String>,
     },
@@ -42,6 +43,31 @@ pub(crate) enum Command {
         )]
         command: Vec<OsString>,
     },
+    /// Serve a local HTTP proxy for MLFLOW_TRACKING_URI that adds the credential to every
+    /// request (refreshed ahead of expiry, fetched again after a 401); point any MLflow
+    /// client's MLFLOW_TRACKING_URI at it. Prints `listening on http://ADDR` first; stops
+    /// on SIGTERM or SIGINT after the requests under way.
+    Proxy(ProxyArgs),
+}
+
+/// The options of `proxy`.
+#[derive(Debug, Args)]
+pub(crate) struct ProxyArgs {
+    /// The address to listen on, IP:PORT; port 0 picks a free one (printed on stdout).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5001")]
+    pub(crate) listen: SocketAddr,
+    /// Accept a --listen address that is not loopback: whoever can reach it gets the
+    /// credential's access to the tracking server.
+    #[arg(long)]
+    pub(crate) allow_remote: bool,
+    /// Request bodies of a known length up to BYTES are held so that they can be sent again
+    /// after a 401; longer or chunked ones stream through and get the 401 as it came.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub(crate) max_replay_body: u64,
+    /// PEM bundle of the CAs trusted for an https tracking server, instead of the public
+    /// (webpki) roots [default: $MLFLOW_TRACKING_SERVER_CERT_PATH, as the MLflow client].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) upstream_ca: Option<PathBuf>,
 }
 
 #[cfg(test)]
@@ -91,6 +117,56 @@ mod tests {
             parse(&["exec"]).unwrap_err().kind(),
             ErrorKind::MissingRequiredArgument
         );
+    }
+
+    #[test]
+    fn proxy_defaults_to_a_loopback_port_and_parses_its_options() {
+        let Command::Proxy(args) = parse(&["proxy"]).unwrap().command else {
+            panic!("not proxy");
+        };
+        assert_eq!(args.listen, "127.0.0.1:5001".parse().unwrap());
+        assert!(!args.allow_remote);
+        assert_eq!(args.max_replay_body, 1 << 20);
+        assert!(args.upstream_ca.is_none());
+        let cli = parse(&[
+            "proxy",
+            "--listen",
+            "[::]:0",
+            "--allow-remote",
+            "--max-replay-body",
+            "0",
+            "--upstream-ca",
+            "/ca.pem",
+        ])
+        .unwrap();
+        let Command::Proxy(args) = cli.command else {
+            panic!("not proxy");
+        };
+        assert_eq!(args.listen, "[::]:0".parse().unwrap());
+        assert!(args.allow_remote);
+        assert_eq!(args.max_replay_body, 0);
+        assert_eq!(args.upstream_ca.unwrap(), std::path::Path::new("/ca.pem"));
+        let err = parse(&["proxy", "--listen", "localhost"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn every_proxy_flag_is_in_the_help() {
+        let help = Cli::command()
+            .find_subcommand_mut("proxy")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for flag in [
+            "--listen",
+            "--allow-remote",
+            "--max-replay-body",
+            "--upstream-ca",
+            "[default: 127.0.0.1:5001]",
+            "[default: 1048576]",
+        ] {
+            assert!(help.contains(flag), "{flag} missing from:\n{help}");
+        }
     }
 
     #[test]

@@ -33,17 +33,17 @@ enum Credential {
     },
 }
 
-/// Refuses (exit 2 when unset or not a URL, 1 when not allowed) unless
-/// `MLFLOW_TRACKING_URI` is on the allowlist.
+/// `MLFLOW_TRACKING_URI`, if it is allowed by the allowlist; otherwise an exit code (2 when
+/// unset or not a URL, 1 when not allowed) after a message that starts with `command`.
 #[allow(clippy::print_stderr)]
-pub(crate) fn check_tracking_uri(config: &Config) -> Result<(), ExitCode> {
+pub(crate) fn check_tracking_uri(command: &str, config: &Config) -> Result<Uri, ExitCode> {
     let Some(raw) = std::env::var_os("MLFLOW_TRACKING_URI") else {
-        eprintln!("exec: MLFLOW_TRACKING_URI is not set (the credential is only sent there)");
+        eprintln!("{command}: MLFLOW_TRACKING_URI is not set (the credential is only sent there)");
         return Err(ExitCode::from(2));
     };
     // The value may carry user info, so it is not echoed.
     let Some(uri) = raw.to_str().and_then(|s| s.parse::<Uri>().ok()) else {
-        eprintln!("exec: MLFLOW_TRACKING_URI is not a valid URL");
+        eprintln!("{command}: MLFLOW_TRACKING_URI is not a valid URL");
         return Err(ExitCode::from(2));
     };
     if !config.allowlist().allows(&uri) {
@@ -54,7 +54,7 @@ pub(crate) fn check_tracking_uri(config: &Config) -> Result<(), ExitCode> {
         );
         return Err(ExitCode::from(1));
     }
-    Ok(())
+    Ok(uri)
 }
 
 /// Runs `command` with the credential set and returns its exit status.

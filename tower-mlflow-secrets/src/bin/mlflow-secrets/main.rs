@@ -5,22 +5,29 @@
 //! mlflow-secrets info   [--verbose]
 //! mlflow-secrets doctor [--dry-run URL] [--verbose]
 //! mlflow-secrets exec   [--] CMD [ARGS…]
+//! mlflow-secrets proxy  [--listen 127.0.0.1:5001] [--allow-remote] [--max-replay-body BYTES]
+//!                       [--upstream-ca FILE]
 //! mlflow-secrets --version
 //! ```
 //!
-//! `info` prints the resolved configuration and, for the secret, only a fingerprint
-//! (`sha256:` + 12 hex digits of its SHA-256) and its length. `doctor` validates the
-//! configuration, fetches the secret, builds the header, checks the allowlist and https,
-//! and with `--dry-run URL` sends one GET request with the header and fails on 401, 403 or a
-//! network error. `exec` fetches the secret and runs `CMD` with MLflow's own credential
-//! variables set (see `exec.rs`). Nothing ever prints the secret or the header value,
+//! `info` prints the resolved configuration and, for the secret, only its length and a
+//! fingerprint keyed with a random per-run key (`hmac:` + 12 hex digits: comparable within
+//! one run, useless for an offline guess). `doctor` validates the configuration, fetches the
+//! secret, builds the header, checks the allowlist and https, and with `--dry-run URL` sends
+//! one GET request with the header and fails on anything but a 2xx answer (401, 403, a
+//! redirect, 5xx) and on network errors. `exec` fetches the secret and runs `CMD` with MLflow's own credential
+//! variables set (see `exec.rs`). `proxy` serves a local HTTP proxy for
+//! `MLFLOW_TRACKING_URI` that adds the credential to every request (see `proxy/mod.rs`).
+//! Nothing ever prints the secret or the header value,
 //! `--verbose` included.
 //!
 //! Exit codes: 0 success; 1 a check failed (fetch, header, host not allowed, dry run);
-//! 2 usage or configuration error; `exec` exits with the command's status.
+//! 2 usage or configuration error; `exec` exits with the command's status; `proxy` exits 0
+//! once it has drained after SIGTERM or SIGINT.
 
 mod cli;
 mod exec;
+mod proxy;
 mod report;
 
 use std::process::ExitCode;
@@ -45,11 +52,15 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
     let config = Config::from_env().map_err(|e| config_error(&e))?;
-    if let Command::Exec { command } = &cli.command {
-        // Checked before the fetch: the command sends the credential there.
-        exec::check_tracking_uri(&config)?;
-        let secret = fetch(&config).await?;
-        return Ok(exec::run(&config, secret, command).await);
+    match &cli.command {
+        Command::Exec { command } => {
+            // Checked before the fetch: the command sends the credential there.
+            exec::check_tracking_uri("exec", &config)?;
+            let secret = fetch(&config).await?;
+            return Ok(exec::run(&config, secret, command).await);
+        }
+        Command::Proxy(args) => return proxy::run(&config, args).await,
+        Command::Info | Command::Doctor { .. } => {}
     }
     report::print_config(&config, cli.verbose);
     let secret = fetch(&config).await?;

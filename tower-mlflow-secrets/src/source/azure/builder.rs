@@ -21,18 +21,27 @@ pub enum AzureKeyVaultBuildError {
     InvalidVersion,
     /// The CA bundle holds no valid certificate.
     InvalidCa,
+    /// A credential endpoint (the authority host or the managed identity endpoint) is not
+    /// https and not on loopback; names the variable it is read from.
+    InsecureEndpoint(&'static str),
 }
 
 impl fmt::Display for AzureKeyVaultBuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::InvalidVaultUrl => "the Key Vault URL must be an https:// URL",
+        match self {
+            Self::InvalidVaultUrl => f.write_str("the Key Vault URL must be an https:// URL"),
             Self::InvalidSecretName => {
-                "the Key Vault secret name must be 1-127 letters, digits or dashes"
+                f.write_str("the Key Vault secret name must be 1-127 letters, digits or dashes")
             }
-            Self::InvalidVersion => "the Key Vault secret version must be letters and digits",
-            Self::InvalidCa => "the CA bundle holds no valid PEM certificate",
-        })
+            Self::InvalidVersion => {
+                f.write_str("the Key Vault secret version must be letters and digits")
+            }
+            Self::InvalidCa => f.write_str("the CA bundle holds no valid PEM certificate"),
+            Self::InsecureEndpoint(variable) => write!(
+                f,
+                "{variable} must be an https URL (plain http only to a loopback host)"
+            ),
+        }
     }
 }
 
@@ -113,6 +122,9 @@ impl AzureKeyVaultBuilder {
         let credential = self
             .credential
             .unwrap_or_else(|| AzureCredential::from_env(|n| std::env::var(n).ok()));
+        credential.insecure_endpoint().map_or(Ok(()), |variable| {
+            Err(AzureKeyVaultBuildError::InsecureEndpoint(variable))
+        })?;
         Ok(AzureKeyVault {
             inner: Arc::new(Inner {
                 url,

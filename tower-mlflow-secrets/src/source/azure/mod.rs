@@ -51,11 +51,7 @@
 mod builder;
 mod credential;
 
-use std::{
-    fmt,
-    sync::Arc,
-    time::{Duration, UNIX_EPOCH},
-};
+use std::{fmt, sync::Arc};
 
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri, header::AUTHORIZATION};
@@ -71,6 +67,7 @@ pub use self::{
 use super::{
     Fetched, SecretSource, SourceError,
     http::{HttpClient, HttpResponse, status_is_transient},
+    lifetime,
 };
 
 const API_VERSION: &str = "7.5";
@@ -249,8 +246,11 @@ impl Inner {
             ))
         })?;
         let mut fetched = Fetched::new(SecretString::from(value.to_owned()));
-        if let Some(exp) = body["attributes"]["exp"].as_u64() {
-            fetched = fetched.with_expires_at(UNIX_EPOCH + Duration::from_secs(exp));
+        let what = format!("azure key vault secret `{}`", self.name);
+        if let Some(left) =
+            lifetime::until_unix_time(body["attributes"].get("exp"), &what, "attributes.exp")?
+        {
+            fetched = fetched.with_expires_in(left);
         }
         Ok(fetched)
     }

@@ -189,6 +189,7 @@ impl VaultBuilder {
                 version: self.version,
                 field: self.field,
                 http,
+                allow_plain_http: self.allow_plain_http,
                 renew_before: self.renew_before,
                 state: Mutex::new(State { token, location }),
             }),

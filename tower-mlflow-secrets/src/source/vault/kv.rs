@@ -1,14 +1,12 @@
 //! The KV engine: finding the mount and its version (`sys/internal/ui/mounts`), and reading
 //! the secret (v1 or v2, a pinned version, one field or the whole object).
 
-use std::time::Duration;
-
 use http::Method;
 use secrecy::SecretString;
 use serde_json::Value;
 
 use super::{Inner, KvVersion, api::ReadError};
-use crate::source::{Fetched, SourceError};
+use crate::source::{Fetched, SourceError, lifetime};
 
 #[derive(Clone, Debug)]
 pub(super) struct KvLocation {
@@ -128,12 +126,13 @@ impl Inner {
             None => Value::Object(data.clone()).to_string(),
         };
         let mut fetched = Fetched::new(SecretString::from(text));
-        if let Some(lease) = response
-            .get("lease_duration")
-            .and_then(Value::as_u64)
-            .filter(|l| *l > 0)
-        {
-            fetched = fetched.with_expires_in(Duration::from_secs(lease));
+        let lease = lifetime::seconds(
+            response.get("lease_duration"),
+            "vault kv read",
+            "lease_duration",
+        )?;
+        if let Some(lease) = lease.filter(|l| !l.is_zero()) {
+            fetched = fetched.with_expires_in(lease);
         }
         Ok(fetched)
     }

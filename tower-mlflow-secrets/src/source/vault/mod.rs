@@ -9,12 +9,19 @@
 //!   token is held as a `SecretString`. It is renewed with `auth/token/renew-self` once two
 //!   thirds of its lease have passed (or [`VaultBuilder::renew_before`] before expiry); when
 //!   renewal fails, the token has expired or Vault rejects it (403), AppRole logs in again.
+//!   A fixed token's lease is read once with `auth/token/lookup-self`; it is renewed the
+//!   same way when Vault says it is renewable and has a TTL (a root token has none).
 //! - **KV:** mount and version configurable; when either is missing they are read from
 //!   `GET /v1/sys/internal/ui/mounts/<path>` (the Vault CLI's own preflight). KV v2 reads may
 //!   pin a version. The whole `data` object is returned as JSON (so
 //!   [`SecretFormat::Json`](crate::format::SecretFormat::Json) reads it), or one field of it
 //!   with [`VaultBuilder::field`].
 //! - **Expiry:** a non-zero `lease_duration` on the read becomes the secret's expiry.
+//!   Leases are whole seconds, clamped to a year; a negative, fractional or non-numeric
+//!   one is a permanent error naming the field, never a panic.
+//! - **HA:** a standby's `307`/`308` redirect to the active node is followed (at most twice,
+//!   same method, body and token) only to a URL the address itself could be: https, or
+//!   plain http to loopback; anything else is an error and the token is not sent.
 //! - **Errors:** 403 and 404 are permanent (not retried); 429, 5xx (503 = sealed) and
 //!   network errors are transient.
 //! - **Transport:** `https` (custom CA as with `VAULT_CACERT`, client certificate for
@@ -150,6 +157,9 @@ struct Inner {
     version: Option<u64>,
     field: Option<String>,
     http: HttpClient,
+    /// Plain http to hosts that are not loopback was explicitly allowed (for the address
+    /// and for standby redirects alike).
+    allow_plain_http: bool,
     renew_before: Option<Duration>,
     state: Mutex<State>,
 }

@@ -1,5 +1,12 @@
 //! The Vault token: a fixed token, or an AppRole login; renewed with `renew-self` before its
 //! lease runs out, logged in again when renewal fails or the token has expired.
+//!
+//! A fixed token's lease is unknown until asked: before its first use it is looked up
+//! (`GET /v1/auth/token/lookup-self`, which the `default` policy allows). When Vault says
+//! it is renewable and has a TTL, it is renewed like a login's token; a token without a TTL
+//! (a root token) is used as is. A failed lookup is not fatal (the token may lack the
+//! permission): the token is used without renewal, and a transient failure is retried on the
+//! next fetch.
 
 use std::time::Duration;
 
@@ -9,7 +16,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{Inner, State, VaultAuth, api::ReadError};
-use crate::source::SourceError;
+use crate::source::{SourceError, lifetime};
 
 pub(super) struct TokenState {
     pub(super) token: SecretString,
@@ -17,6 +24,8 @@ pub(super) struct TokenState {
     expires_at: Option<Instant>,
     renew_at: Option<Instant>,
     renewable: bool,
+    /// Whether the lease is known (always, except for a fixed token before its lookup).
+    known: bool,
 }
 
 impl TokenState {
@@ -26,6 +35,7 @@ impl TokenState {
             expires_at: None,
             renew_at: None,
             renewable: false,
+            known: false,
         }
     }
 }
@@ -37,6 +47,15 @@ impl Inner {
         state: &mut State,
         relogged: &mut bool,
     ) -> Result<SecretString, SourceError> {
+        if let Some(current) = state.token.as_mut().filter(|t| !t.known) {
+            match self.look_up(&current.token).await {
+                Ok(looked_up) => *current = looked_up,
+                Err(e) => {
+                    tracing::debug!(target: "tower_mlflow_secrets", error = %e.error, "vault token lookup failed; the token is not renewed");
+                    current.known = !e.error.is_transient();
+                }
+            }
+        }
         let now = Instant::now();
         if let Some(current) = &state.token {
             let expired = current.expires_at.is_some_and(|at| now >= at);
@@ -110,6 +129,21 @@ impl Inner {
         Ok(self.token_from_auth(&response, Some(token))?)
     }
 
+    /// A fixed token's lease, from `lookup-self` (`data.ttl` and `data.renewable`).
+    async fn look_up(&self, token: &SecretString) -> Result<TokenState, ReadError> {
+        let request = self.request(Method::GET, "auth/token/lookup-self", Some(token), None)?;
+        let response = self.call(request, "vault token lookup").await?;
+        let data = response
+            .get("data")
+            .ok_or_else(|| SourceError::permanent("vault token lookup: no data block"))?;
+        let ttl = lifetime::seconds(data.get("ttl"), "vault token lookup", "data.ttl")?;
+        let renewable = data
+            .get("renewable")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok(self.token_state(token.clone(), ttl.unwrap_or(Duration::ZERO), renewable))
+    }
+
     /// Reads the `auth` block of a login or renewal response.
     fn token_from_auth(
         &self,
@@ -126,27 +160,35 @@ impl Inner {
                 None => return Err(SourceError::permanent("vault login returned no token")),
             },
         };
-        let lease = auth
-            .get("lease_duration")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+        let lease = lifetime::seconds(
+            auth.get("lease_duration"),
+            "vault token",
+            "auth.lease_duration",
+        )?
+        .unwrap_or(Duration::ZERO);
         let renewable = auth
             .get("renewable")
             .and_then(Value::as_bool)
             .unwrap_or(false);
+        Ok(self.token_state(token, lease, renewable))
+    }
+
+    /// A token with `lease` left (zero: no expiry).
+    fn token_state(&self, token: SecretString, lease: Duration, renewable: bool) -> TokenState {
         let now = Instant::now();
-        let (expires_at, renew_at) = if lease == 0 {
+        let (expires_at, renew_at) = if lease.is_zero() {
             (None, None)
         } else {
-            let lease = Duration::from_secs(lease);
+            // `lease` is at most `lifetime::MAX_LIFETIME`: the sums cannot overflow.
             let lead = self.renew_before.unwrap_or(lease / 3).min(lease);
             (Some(now + lease), Some(now + (lease - lead)))
         };
-        Ok(TokenState {
+        TokenState {
             token,
             expires_at,
             renew_at,
             renewable,
-        })
+            known: true,
+        }
     }
 }

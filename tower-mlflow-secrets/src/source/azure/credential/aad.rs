@@ -11,7 +11,11 @@ use serde_json::Value;
 use crate::source::{
     SourceError,
     http::{HttpClient, status_is_transient},
+    lifetime,
 };
+
+/// How long a token lasts when the reply does not say.
+pub(super) const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Workload identity: the federated token file, re-read on every request, exchanged for an
 /// access token.
@@ -105,14 +109,9 @@ pub(super) fn token_response(
         .as_str()
         .ok_or_else(|| SourceError::permanent(format!("{what}: no access_token")))?;
     // `expires_in` is a number (AAD) or a string (managed identity).
-    let expires_in = json["expires_in"]
-        .as_u64()
-        .or_else(|| json["expires_in"].as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or(300);
-    Ok((
-        SecretString::from(token.to_owned()),
-        Duration::from_secs(expires_in),
-    ))
+    let expires_in =
+        lifetime::seconds(json.get("expires_in"), what, "expires_in")?.unwrap_or(DEFAULT_LIFETIME);
+    Ok((SecretString::from(token.to_owned()), expires_in))
 }
 
 #[cfg(test)]

@@ -8,9 +8,10 @@ use http::Request;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use super::aad::{form, token_response};
-use crate::source::{SourceError, http::HttpClient};
+use super::aad::{DEFAULT_LIFETIME, form, token_response};
+use crate::source::{SourceError, http::HttpClient, lifetime};
 
+/// Plain http by design; see [`IMDS_HOST`](super::IMDS_HOST).
 const IMDS: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
 
 /// Managed identity: App Service / Functions when `app_service` (`IDENTITY_ENDPOINT`,
@@ -71,18 +72,7 @@ pub(super) async fn azure_cli(scope: &str) -> Result<(SecretString, Duration), S
     let token = body["accessToken"]
         .as_str()
         .ok_or_else(|| SourceError::permanent("azure cli: no accessToken"))?;
-    let left = body["expires_on"]
-        .as_u64()
-        .and_then(|at| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .ok()?
-                .as_secs();
-            at.checked_sub(now)
-        })
-        .unwrap_or(300);
-    Ok((
-        SecretString::from(token.to_owned()),
-        Duration::from_secs(left),
-    ))
+    let left = lifetime::until_unix_time(body.get("expires_on"), "azure cli", "expires_on")?
+        .unwrap_or(DEFAULT_LIFETIME);
+    Ok((SecretString::from(token.to_owned()), left))
 }

@@ -10,9 +10,15 @@ use std::{fmt, path::PathBuf, time::Duration};
 use secrecy::{ExposeSecret, SecretString};
 
 pub(super) use self::cache::TokenCache;
-use crate::source::{SourceError, http::HttpClient};
+use crate::source::{SourceError, endpoint::is_https_or_loopback, http::HttpClient};
 
 const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+
+/// The instance metadata service, plain http by design on a link-local address that never
+/// leaves the host (learn.microsoft.com/entra/identity/managed-identities-azure-resources/
+/// how-to-use-vm-token). The only plain-http endpoint off loopback that is accepted, and
+/// only as itself.
+pub(super) const IMDS_HOST: &str = "169.254.169.254";
 
 /// A token request in flight (boxed: [`AzureCredential::Chain`] recurses).
 type TokenFuture<'a> = std::pin::Pin<
@@ -158,6 +164,23 @@ impl AzureCredential {
         ])
     }
 
+    /// The variable of the first endpoint that is neither https nor on loopback (nor, for
+    /// `IDENTITY_ENDPOINT`, the instance metadata service), if any.
+    pub(super) fn insecure_endpoint(&self) -> Option<&'static str> {
+        match self {
+            Self::ClientSecret { authority, .. } | Self::WorkloadIdentity { authority, .. } => {
+                (!is_https_or_loopback(authority)).then_some("AZURE_AUTHORITY_HOST")
+            }
+            Self::ManagedIdentity {
+                app_service: Some((endpoint, _)),
+                ..
+            } => (!is_https_or_loopback(endpoint) && !is_imds(endpoint))
+                .then_some("IDENTITY_ENDPOINT"),
+            Self::Chain(items) => items.iter().find_map(Self::insecure_endpoint),
+            Self::ManagedIdentity { .. } | Self::AzureCli | Self::Token(_) => None,
+        }
+    }
+
     /// Gets a token for `scope` (`https://vault.azure.net/.default`) and how long it lasts.
     fn request<'a>(&'a self, http: &'a HttpClient, scope: &'a str) -> TokenFuture<'a> {
         Box::pin(async move {
@@ -212,9 +235,59 @@ impl AzureCredential {
     }
 }
 
+/// Whether `url` is plain http to the instance metadata service on its default port.
+fn is_imds(url: &str) -> bool {
+    url.trim().parse::<http::Uri>().is_ok_and(|uri| {
+        uri.scheme_str() == Some("http")
+            && uri.host() == Some(IMDS_HOST)
+            && uri.port_u16().is_none_or(|p| p == 80)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_endpoints_must_be_https_off_loopback() {
+        let secret = |authority: &str| AzureCredential::client_secret(authority, "t", "c", "s");
+        assert_eq!(
+            secret("https://login.microsoftonline.us").insecure_endpoint(),
+            None
+        );
+        assert_eq!(secret("http://127.0.0.1:8080").insecure_endpoint(), None);
+        assert_eq!(
+            secret("http://login.example.com").insecure_endpoint(),
+            Some("AZURE_AUTHORITY_HOST")
+        );
+        let identity = |endpoint: &str| {
+            AzureCredential::Chain(vec![
+                AzureCredential::AzureCli,
+                AzureCredential::ManagedIdentity {
+                    client_id: None,
+                    app_service: Some((endpoint.to_owned(), SecretString::from("h"))),
+                },
+            ])
+        };
+        for ok in [
+            "http://localhost:41741/msi/token/",
+            "https://identity.example.net/token",
+            "http://169.254.169.254/metadata/identity/oauth2/token",
+        ] {
+            assert_eq!(identity(ok).insecure_endpoint(), None, "{ok}");
+        }
+        for bad in [
+            "http://identity.example.net/token",
+            "http://169.254.169.254:8080/metadata/identity/oauth2/token",
+            "http://169.254.169.253/metadata/identity/oauth2/token",
+        ] {
+            assert_eq!(
+                identity(bad).insecure_endpoint(),
+                Some("IDENTITY_ENDPOINT"),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn env_chain_order() {
