@@ -259,7 +259,8 @@ fn bench_auth_layer(c: &mut Criterion) {
             .iter(|| drive(basic_cached.clone(), request(PATH, Some(&alice)), true));
     });
 
-    // JWT RS256 and ES256, keys fetched once before measuring.
+    // JWT RS256 and ES256, keys fetched once before measuring; the token cache is off, so
+    // that every request checks its signature.
     let rsa =
         SigningKey::Rsa(RsaKeyPair::generate(KeySize::Rsa2048).unwrap_or_else(|e| panic!("{e}")));
     let ec = SigningKey::Ec(
@@ -268,31 +269,59 @@ fn bench_auth_layer(c: &mut Criterion) {
     let jwks = json!({"keys": [rsa.jwk("rsa-1"), ec.jwk("ec-1")]}).to_string();
     let jwks_uri = serve_jwks(jwks);
     let issuer = "https://issuer.example";
-    let jwt = Jwt::builder()
-        .jwks_uri(&jwks_uri)
-        .issuer(issuer)
-        .audience(AUDIENCE)
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    runtime
-        .block_on(jwt.refresh())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let jwt_with_cache = |max_cached_tokens| {
+        let jwt = Jwt::builder()
+            .jwks_uri(&jwks_uri)
+            .issuer(issuer)
+            .audience(AUDIENCE)
+            .max_cached_tokens(max_cached_tokens)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        runtime
+            .block_on(jwt.refresh())
+            .unwrap_or_else(|e| panic!("{e}"));
+        jwt
+    };
     let jwt_service = ServiceBuilder::new()
-        .layer(AuthLayer::new(jwt))
+        .layer(AuthLayer::new(jwt_with_cache(0)))
         .service_fn(hello);
-    for (name, key, kid) in [("jwt_rs256", &rsa, "rsa-1"), ("jwt_es256", &ec, "ec-1")] {
-        let header = bearer(&key.token(kid, issuer));
-        runtime.block_on(drive(
-            jwt_service.clone(),
-            request(PATH, Some(&header)),
-            true,
-        ));
+    // The same token again and again, as a client sends it: a cache hit after the first.
+    let jwt = jwt_with_cache(Jwt::DEFAULT_MAX_CACHED_TOKENS);
+    let jwt_cached = ServiceBuilder::new()
+        .layer(AuthLayer::new(jwt.clone()))
+        .service_fn(hello);
+    let rs256_header = bearer(&rsa.token("rsa-1", issuer));
+    let es256_header = bearer(&ec.token("ec-1", issuer));
+    for (name, service, header) in [
+        ("jwt_rs256", &jwt_service, &rs256_header),
+        ("jwt_es256", &jwt_service, &es256_header),
+        ("jwt_rs256_cached", &jwt_cached, &rs256_header),
+    ] {
+        runtime.block_on(drive(service.clone(), request(PATH, Some(header)), true));
         group.bench_function(name, |b| {
             b.to_async(&runtime)
-                .iter(|| drive(jwt_service.clone(), request(PATH, Some(&header)), true));
+                .iter(|| drive(service.clone(), request(PATH, Some(header)), true));
         });
     }
     group.finish();
+
+    // Where a cached JWT's time goes: reading the header (the token is copied into a
+    // `SecretString`), and the cache hit (HMAC-SHA256 of the token, lookup, `exp` check).
+    let mut breakdown = c.benchmark_group("jwt_cached_breakdown");
+    let mut rs256_headers = http::HeaderMap::new();
+    rs256_headers.insert(header::AUTHORIZATION, rs256_header.clone());
+    breakdown.bench_function("parse_authorization_header", |b| {
+        b.iter(|| {
+            let credentials = Credentials::from_authorization_header(&rs256_headers);
+            assert!(matches!(credentials, Ok(Credentials::Bearer { .. })));
+        });
+    });
+    let rs256_credentials =
+        Credentials::from_authorization_header(&rs256_headers).unwrap_or_else(|e| panic!("{e}"));
+    breakdown.bench_function("try_accept_now", |b| {
+        b.iter(|| assert!(jwt.try_accept_now(&rs256_credentials).is_some()));
+    });
+    breakdown.finish();
 
     // Where a cached-Basic hit's time goes, piece by piece, without the layer around it.
     let mut breakdown = c.benchmark_group("basic_cached_hit_breakdown");

@@ -1,10 +1,10 @@
-//! `AuthLayer` under real servers on loopback: a plain hyper 1 server and a tonic server with
-//! a tonic client.
+//! `AuthLayer` under real servers on loopback: a plain hyper 1 server, an axum server with a
+//! policy, and a tonic server with a tonic client.
 
 use std::{convert::Infallible, net::SocketAddr};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::{
@@ -16,7 +16,10 @@ use hyper_util::{
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
-use tower_mlflow_auth::{AuthLayer, Authorization, Credentials, Exemptions, Scheme};
+use tower_mlflow_auth::{
+    AuthLayer, Authorization, Credentials, Exemptions, MlflowRejectionResponse, Policy, Scheme,
+    policy::{AllowAll, allow_methods, any_of, require_admin},
+};
 
 #[derive(Debug)]
 struct Down;
@@ -27,12 +30,16 @@ impl std::fmt::Display for Down {
 }
 impl std::error::Error for Down {}
 
-/// `Bearer t0ken` is `ci`; `Bearer down` is a backend failure; anything else is rejected.
+/// `Bearer t0ken` is `ci`; `Bearer r00t` is `root`, an admin; `Bearer down` is a backend
+/// failure; anything else is rejected.
 async fn authenticate(credentials: Credentials) -> Result<Option<Authorization>, Down> {
     match credentials {
         Credentials::Bearer { token } if token.expose_secret() == "t0ken" => {
             Ok(Some(Authorization::new("ci", Scheme::Bearer)))
         }
+        Credentials::Bearer { token } if token.expose_secret() == "r00t" => Ok(Some(
+            Authorization::new("root", Scheme::Bearer).with_admin(true),
+        )),
         Credentials::Bearer { token } if token.expose_secret() == "down" => Err(Down),
         _ => Ok(None),
     }
@@ -73,8 +80,19 @@ async fn hyper_get(
     path: &str,
     token: Option<&str>,
 ) -> (StatusCode, http::HeaderMap, String) {
+    hyper_send(addr, Method::GET, path, token).await
+}
+
+async fn hyper_send(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+) -> (StatusCode, http::HeaderMap, String) {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut request = Request::get(format!("http://{addr}{path}"));
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
@@ -116,6 +134,48 @@ async fn hyper_server_authenticates_over_the_wire() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
+// ---- axum, with a policy ----
+
+/// An axum server where everyone may read and only admins may delete, with MLflow's texts.
+async fn start_axum_server() -> SocketAddr {
+    use axum::routing::get;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let layer = AuthLayer::new(authenticate)
+        .with_policy(any_of(require_admin(), allow_methods([Method::GET])))
+        .with_rejection_response(MlflowRejectionResponse);
+    let app = axum::Router::new()
+        .route(
+            "/api/2.0/mlflow/registered-models/delete",
+            get(|who: Authorization| async move { format!("read by {}", who.subject()) }).delete(
+                |who: Authorization| async move { format!("deleted by {}", who.subject()) },
+            ),
+        )
+        .layer(layer);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test]
+async fn axum_server_answers_mlflows_403_for_a_denied_request() {
+    let addr = start_axum_server().await;
+    let path = "/api/2.0/mlflow/registered-models/delete";
+
+    let (status, headers, body) = hyper_send(addr, Method::DELETE, path, Some("t0ken")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body, "Permission denied");
+    assert_eq!(headers[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+    assert!(!headers.contains_key(header::WWW_AUTHENTICATE));
+
+    let (status, _, body) = hyper_send(addr, Method::DELETE, path, Some("r00t")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "deleted by root"));
+    let (status, _, body) = hyper_send(addr, Method::GET, path, Some("t0ken")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "read by ci"));
+    // Authentication still comes first: no credentials is a 401, not a 403.
+    let (status, _, _) = hyper_send(addr, Method::DELETE, path, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
 // ---- tonic ----
 
 // The example's health service: answers SERVING and names the principal it found in the
@@ -127,12 +187,12 @@ use tonic_health::pb::{
     health_client::HealthClient, health_server::HealthServer,
 };
 
-async fn start_tonic_server() -> SocketAddr {
+async fn start_tonic_server<P: Policy>(policy: P) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         tonic::transport::Server::builder()
-            .layer(AuthLayer::new(authenticate))
+            .layer(AuthLayer::new(authenticate).with_policy(policy))
             .add_service(HealthServer::new(WhoAmIHealth))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
             .await
@@ -164,7 +224,7 @@ async fn tonic_check(
 
 #[tokio::test]
 async fn tonic_server_reads_the_principal_from_extensions() {
-    let addr = start_tonic_server().await;
+    let addr = start_tonic_server(AllowAll).await;
     let response = tonic_check(addr, Some("t0ken")).await.unwrap();
     assert_eq!(response.metadata().get("x-principal").unwrap(), "ci");
     assert_eq!(response.get_ref().status, i32::from(ServingStatus::Serving));
@@ -172,7 +232,7 @@ async fn tonic_server_reads_the_principal_from_extensions() {
 
 #[tokio::test]
 async fn tonic_client_sees_unauthenticated_and_unavailable() {
-    let addr = start_tonic_server().await;
+    let addr = start_tonic_server(AllowAll).await;
 
     let status = tonic_check(addr, None).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
@@ -184,4 +244,19 @@ async fn tonic_client_sees_unauthenticated_and_unavailable() {
 
     let status = tonic_check(addr, Some("down")).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
+}
+
+#[tokio::test]
+async fn tonic_client_sees_permission_denied_from_the_policy() {
+    let addr = start_tonic_server(require_admin()).await;
+
+    let status = tonic_check(addr, Some("t0ken")).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(status.message(), "permission denied");
+
+    let response = tonic_check(addr, Some("r00t")).await.unwrap();
+    assert_eq!(response.metadata().get("x-principal").unwrap(), "root");
+
+    let status = tonic_check(addr, None).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
 }

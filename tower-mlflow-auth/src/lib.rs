@@ -46,9 +46,14 @@
 //!   the code.
 //! - [`origin`]: [`OriginCheckLayer`], refusing cross-site state-changing requests that carry
 //!   browser credentials (CSRF), with no extra dependency.
-//! - [`rejection`]: how 401, 503 and gRPC rejections are rendered, and the body hooks
+//! - [`policy`]: the [`Policy`] trait deciding, after authentication, whether the principal
+//!   may make the request (403 otherwise), closures, `require_admin`, `allow_methods`,
+//!   `allow_users`, `any_of` / `all_of`; installed with [`AuthLayer::with_policy`].
+//! - [`rejection`]: how 401, 403, 503 and gRPC rejections are rendered, and the body hooks
 //!   ([`MlflowRejectionResponse`] for MLflow's own texts).
 //! - [`authenticators`]: the built-in authenticators, each behind a feature.
+//! - `throttle` (feature `throttle`): too many failed logins from one client are answered
+//!   429 without a password check.
 //!
 //! # Features
 //!
@@ -57,12 +62,16 @@
 //! - `htpasswd`: `Htpasswd`, Apache htpasswd files, reloaded when they change.
 //! - `mlflow-users`: `MlflowUsers`, the users of MLflow's basic-auth app (werkzeug hashes,
 //!   its SQLite `basic_auth.db`).
+//! - `mlflow-users-postgres`: the same users from MLflow's auth database in PostgreSQL
+//!   (`MlflowUsersBuilder::postgres`; tokio-postgres, TLS by rustls with aws-lc-rs).
 //! - `static-tokens`: `StaticTokens`, fixed bearer tokens or API keys, compared in constant
 //!   time.
 //! - `jwt`: `Jwt`, bearer JWTs checked against a JWKS or an OIDC issuer's discovery document.
 //! - `jwt-tls`: `https://` JWKS and discovery URLs for `jwt` (rustls with aws-lc-rs).
 //! - `cache`: `Cached`, a verified-credential cache around any authenticator.
 //! - `axum`: `Authorization` / `Option<Authorization>` extractors (the `extract` module).
+//! - `throttle`: `ThrottleLayer`, failed-login throttling per
+//!   client: 429 with `Retry-After` before a password is checked, cache hits never throttled.
 //! - `fuzzing` (hidden, not a stable API): the entry points the targets in `fuzz/` call,
 //!   so that the parsers' internals stay private. Implies `htpasswd` and `mlflow-users`.
 //!
@@ -94,7 +103,11 @@ pub mod exempt;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 pub mod origin;
+pub mod policy;
 pub mod rejection;
+#[cfg(feature = "throttle")]
+#[cfg_attr(docsrs, doc(cfg(feature = "throttle")))]
+pub mod throttle;
 
 #[doc(inline)]
 pub use self::{
@@ -110,6 +123,7 @@ pub use self::{
         OriginCheck, OriginCheckBuildError, OriginCheckLayer, OriginCheckLayerBuilder,
         OriginRejection, OriginRejectionKind,
     },
+    policy::{BoxPolicy, BoxPolicyError, Decision, Policy},
     rejection::{
         AuthRejection, DefaultRejectionResponse, MlflowRejectionResponse, RejectionResponse,
     },

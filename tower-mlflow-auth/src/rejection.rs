@@ -1,16 +1,19 @@
 //! Why a request was refused, and how the refusal is rendered: the last stop of a request
 //! through [`AuthLayer`](crate::AuthLayer) (see the [`auth`](crate::auth) module docs).
 //!
-//! Every refusal is an [`AuthRejection`]: [`CredentialsError`]s convert into one, and so does
-//! the authenticator's verdict (`Ok(None)` is 401, `Err` is 503). It is rendered as:
+//! Every refusal is an [`AuthRejection`]: [`CredentialsError`]s convert into one, and so do
+//! the authenticator's verdict (`Ok(None)` is 401, `Err` is 503) and the
+//! [policy](crate::policy)'s (`Deny` is 403, `Err` is 503). It is rendered as:
 //!
 //! - **HTTP**: 401 with `WWW-Authenticate` (one header per challenge of the authenticator,
-//!   `Basic realm="mlflow"` by default) or 503 when the credential backend failed. The body
-//!   comes from a [`RejectionResponse`] hook: [`DefaultRejectionResponse`] leaves it empty,
-//!   [`MlflowRejectionResponse`] writes MLflow's own plain-text messages.
+//!   `Basic realm="mlflow"` by default), 403 when the policy denied the request, or 503 when
+//!   the credential or policy backend failed. The body comes from a [`RejectionResponse`]
+//!   hook: [`DefaultRejectionResponse`] leaves it empty, [`MlflowRejectionResponse`] writes
+//!   MLflow's own plain-text messages (`Permission denied` for a 403).
 //! - **gRPC** (`content-type` starting with `application/grpc`): a trailers-only response,
-//!   HTTP 200 with `grpc-status` 16 (`UNAUTHENTICATED`) or 14 (`UNAVAILABLE`) and a
-//!   `grpc-message`. The hook is not used, since a trailers-only response has no body.
+//!   HTTP 200 with `grpc-status` 16 (`UNAUTHENTICATED`), 7 (`PERMISSION_DENIED`) or 14
+//!   (`UNAVAILABLE`) and a `grpc-message`. The hook is not used, since a trailers-only
+//!   response has no body.
 //!
 //! In both cases the `AuthRejection` is also put into the response extensions, for logging
 //! and metrics in outer layers.
@@ -23,6 +26,7 @@ use crate::{
     authenticator::Challenge,
     authorization::Authorization,
     credentials::{CredentialsError, Malformed, Scheme},
+    policy::Decision,
 };
 
 /// Why [`AuthLayer`](crate::AuthLayer) refused a request.
@@ -35,7 +39,11 @@ pub enum AuthRejection {
     Malformed(Malformed),
     /// Well-formed credentials of this scheme were not accepted (401).
     Invalid(Scheme),
-    /// The authenticator's backend failed, so the credentials could not be checked (503).
+    /// The principal was authenticated, but the [policy](crate::policy) denied the request
+    /// (403).
+    Forbidden,
+    /// The authenticator's or the policy's backend failed, so the request could not be
+    /// checked (503).
     Unavailable,
 }
 
@@ -45,15 +53,18 @@ impl AuthRejection {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Missing | Self::Malformed(_) | Self::Invalid(_) => StatusCode::UNAUTHORIZED,
         }
     }
 
-    /// The gRPC status code: 16 (`UNAUTHENTICATED`) or 14 (`UNAVAILABLE`).
+    /// The gRPC status code: 16 (`UNAUTHENTICATED`), 7 (`PERMISSION_DENIED`) or 14
+    /// (`UNAVAILABLE`).
     #[must_use]
     pub fn grpc_code(&self) -> u8 {
         match self {
             Self::Unavailable => 14,
+            Self::Forbidden => 7,
             Self::Missing | Self::Malformed(_) | Self::Invalid(_) => 16,
         }
     }
@@ -66,6 +77,7 @@ impl AuthRejection {
             Self::Unavailable => {
                 "The authentication service is temporarily unavailable. Please try again later."
             }
+            Self::Forbidden => MLFLOW_PERMISSION_DENIED,
             Self::Missing | Self::Malformed(_) | Self::Invalid(_) => MLFLOW_UNAUTHENTICATED,
         }
     }
@@ -78,6 +90,7 @@ impl AuthRejection {
             Self::Missing => "missing credentials",
             Self::Malformed(_) => "malformed credentials",
             Self::Invalid(_) => "invalid credentials",
+            Self::Forbidden => "permission denied",
         }
     }
 }
@@ -88,6 +101,7 @@ impl fmt::Display for AuthRejection {
             Self::Missing => f.pad("missing credentials"),
             Self::Malformed(why) => write!(f, "malformed credentials ({why})"),
             Self::Invalid(scheme) => write!(f, "invalid {scheme} credentials"),
+            Self::Forbidden => f.pad("permission denied by the policy"),
             Self::Unavailable => f.pad("authentication backend unavailable"),
         }
     }
@@ -118,6 +132,22 @@ pub(crate) fn verdict<E: fmt::Display>(
         }
     }
 }
+
+/// The policy's answer: allowed, denied (403) or a backend failure (503). The failure is
+/// logged here, since the client never sees it.
+pub(crate) fn ruling<E: fmt::Display>(answer: Result<Decision, E>) -> Result<(), AuthRejection> {
+    match answer {
+        Ok(Decision::Allow) => Ok(()),
+        Ok(Decision::Deny) => Err(AuthRejection::Forbidden),
+        Err(error) => {
+            tracing::error!(%error, "policy failed; answering 503");
+            Err(AuthRejection::Unavailable)
+        }
+    }
+}
+
+/// MLflow's own 403 text (`make_forbidden_response`), byte for byte.
+const MLFLOW_PERMISSION_DENIED: &str = "Permission denied";
 
 /// MLflow's own 401 text, so that the MLflow client shows users the same advice.
 const MLFLOW_UNAUTHENTICATED: &str = "You are not authenticated. Please see \
@@ -347,6 +377,18 @@ mod tests {
         );
         assert_eq!(AuthRejection::Missing.grpc_code(), 16);
         assert_eq!(AuthRejection::Unavailable.grpc_code(), 14);
+        assert_eq!(AuthRejection::Forbidden.status(), StatusCode::FORBIDDEN);
+        assert_eq!(AuthRejection::Forbidden.grpc_code(), 7);
+    }
+
+    #[test]
+    fn ruling_maps_allow_deny_and_failure() {
+        assert_eq!(ruling::<fmt::Error>(Ok(Decision::Allow)), Ok(()));
+        assert_eq!(
+            ruling::<fmt::Error>(Ok(Decision::Deny)),
+            Err(AuthRejection::Forbidden)
+        );
+        assert_eq!(ruling(Err(fmt::Error)), Err(AuthRejection::Unavailable));
     }
 
     #[test]
@@ -383,6 +425,7 @@ mod tests {
             AuthRejection::Missing,
             AuthRejection::Malformed(Malformed::Empty),
             AuthRejection::Invalid(Scheme::Basic),
+            AuthRejection::Forbidden,
             AuthRejection::Unavailable,
         ];
         for rejection in all {
@@ -463,6 +506,23 @@ mod tests {
         let r: Response<String> = renderer().render(AuthRejection::Unavailable, Protocol::Http);
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(!r.headers().contains_key(header::WWW_AUTHENTICATE));
+
+        let r: Response<String> = renderer().render(AuthRejection::Forbidden, Protocol::Http);
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(!r.headers().contains_key(header::WWW_AUTHENTICATE));
+        assert_eq!(
+            r.extensions().get::<AuthRejection>(),
+            Some(&AuthRejection::Forbidden)
+        );
+    }
+
+    #[test]
+    fn grpc_403_is_permission_denied() {
+        let r: Response<String> = renderer().render(AuthRejection::Forbidden, Protocol::Grpc);
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["grpc-status"], "7");
+        assert_eq!(r.headers()["grpc-message"], "permission denied");
+        assert!(r.body().is_empty());
     }
 
     #[test]
@@ -489,5 +549,17 @@ mod tests {
         let r: Response<String> =
             MlflowRejectionResponse.response(&AuthRejection::Invalid(Scheme::Basic));
         assert!(r.body().starts_with("You are not authenticated."));
+    }
+
+    #[test]
+    fn mlflow_hook_writes_mlflows_exact_403() {
+        let r: Response<String> = MlflowRejectionResponse.response(&AuthRejection::Forbidden);
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(r.body(), "Permission denied");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(r.headers().len(), 1, "no header but the content type");
     }
 }

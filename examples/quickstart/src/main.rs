@@ -1,7 +1,8 @@
 //! Quickstart: an axum service on 127.0.0.1 protected by `AuthLayer`.
 //!
 //! It creates one in-memory user with a random password, shows an anonymous request being
-//! refused, an authenticated one served and the exempt `/health` open, then keeps serving
+//! refused, an authenticated one served, one rule of a policy (only admins may write, and
+//! alice is not one: her DELETE is a 403) and the exempt `/health` open, then keeps serving
 //! until Ctrl-C. `--once` exits after the demonstration (exit status 1 if anything was not
 //! as expected). `--listen ADDR` picks the address (default `127.0.0.1:5050`, or a free port
 //! if that one is taken).
@@ -12,10 +13,13 @@
 
 use std::{convert::Infallible, error::Error, net::SocketAddr, process::ExitCode};
 
-use axum::{Router, routing::get};
+use axum::{
+    Router,
+    routing::{delete, get},
+};
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{Request, StatusCode, header};
+use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use secrecy::{ExposeSecret, SecretString};
@@ -23,6 +27,7 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tower_mlflow_auth::{
     AuthLayer, Authorization, Credentials, Exemptions, MlflowRejectionResponse, Scheme,
+    policy::{allow_methods, any_of, require_admin},
 };
 
 const USER: &str = "alice";
@@ -75,6 +80,10 @@ async fn run() -> Result<bool, Box<dyn Error>> {
         "  curl -i -u {USER}:{} http://{addr}/api/2.0/mlflow/experiments/search",
         password.expose_secret()
     );
+    println!(
+        "  curl -i -u {USER}:{} -X DELETE http://{addr}/api/2.0/mlflow/registered-models/delete",
+        password.expose_secret()
+    );
     println!("  curl -i http://{addr}/health");
     tokio::select! {
         result = server => { result??; }
@@ -83,7 +92,8 @@ async fn run() -> Result<bool, Box<dyn Error>> {
     Ok(ok)
 }
 
-/// The service: an MLflow-like search endpoint behind `AuthLayer`, with `/health` exempt.
+/// The service: MLflow-like search and delete endpoints behind `AuthLayer`, with `/health`
+/// exempt and one rule: only admins may write.
 fn app(password: SecretString) -> Router {
     // An in-memory user, compared in constant time.
     let authenticator = move |credentials: Credentials| {
@@ -106,13 +116,21 @@ fn app(password: SecretString) -> Router {
             })
         }
     };
+    // Admins may do anything; everyone else may only read. A denial is MLflow's own 403,
+    // `Permission denied`.
+    let only_admins_write = any_of(require_admin(), allow_methods([Method::GET, Method::HEAD]));
     let layer = AuthLayer::new(authenticator)
         .with_exemptions(Exemptions::mlflow_defaults())
+        .with_policy(only_admins_write)
         .with_rejection_response(MlflowRejectionResponse);
     Router::new()
         .route(
             "/api/2.0/mlflow/experiments/search",
             get(|who: Authorization| async move { search_response(who.subject()) }),
+        )
+        .route(
+            "/api/2.0/mlflow/registered-models/delete",
+            delete(|| async { "{}" }),
         )
         .route("/health", get(|| async { "OK" }))
         .layer(layer)
@@ -128,25 +146,43 @@ fn search_response(user: &str) -> axum::response::Response {
         .into_response()
 }
 
-/// Sends the three demonstration requests and prints what happened.
+/// Sends the four demonstration requests and prints what happened.
 async fn demonstrate(addr: SocketAddr, password: &SecretString) -> Result<bool, Box<dyn Error>> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let search = "/api/2.0/mlflow/experiments/search";
+    let delete_model = "/api/2.0/mlflow/registered-models/delete";
     let basic = base64::engine::general_purpose::STANDARD
         .encode(format!("{USER}:{}", password.expose_secret()));
+    let alice = Some(format!("Basic {basic}"));
     let cases = [
-        ("anonymous", search, None, StatusCode::UNAUTHORIZED),
         (
+            Method::GET,
+            "anonymous",
+            search,
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Method::GET,
             "as alice",
             search,
-            Some(format!("Basic {basic}")),
+            alice.clone(),
             StatusCode::OK,
         ),
-        ("anonymous", "/health", None, StatusCode::OK),
+        (
+            Method::DELETE,
+            "as alice",
+            delete_model,
+            alice,
+            StatusCode::FORBIDDEN,
+        ),
+        (Method::GET, "anonymous", "/health", None, StatusCode::OK),
     ];
     let mut all_ok = true;
-    for (who, path, authorization, expected) in cases {
-        let mut request = Request::get(format!("http://{addr}{path}"));
+    for (method, who, path, authorization, expected) in cases {
+        let mut request = Request::builder()
+            .method(method.clone())
+            .uri(format!("http://{addr}{path}"));
         if let Some(authorization) = authorization {
             request = request.header(header::AUTHORIZATION, authorization);
         }
@@ -165,7 +201,7 @@ async fn demonstrate(addr: SocketAddr, password: &SecretString) -> Result<bool, 
             "UNEXPECTED"
         };
         all_ok &= status == expected;
-        println!("  GET {path} {who:<9} -> {status}{challenge} [{verdict}]");
+        println!("  {method} {path} {who:<9} -> {status}{challenge} [{verdict}]");
         println!("      {}", body.chars().take(100).collect::<String>());
     }
     Ok(all_ok)

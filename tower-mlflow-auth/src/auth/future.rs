@@ -6,7 +6,7 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use http::{Request, Response};
+use http::{Request, Response, request::Parts};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 use tracing::Span;
@@ -17,10 +17,12 @@ use crate::{
     rejection::{AuthRejection, Protocol, RejectionResponse},
 };
 
-/// The authenticator's [verdict](crate::rejection), already logged; boxed because
-/// `Authenticator::authenticate` returns an unnameable future.
+/// The authenticator's and the policy's [verdicts](crate::rejection), already logged: the
+/// accepted principal with the request head the policy saw, or the rejection. Boxed because
+/// `Authenticator::authenticate` and `Policy::decide` return unnameable futures; it owns the
+/// head because a policy borrows it while it decides.
 pub(super) type Verification =
-    Pin<Box<dyn Future<Output = Result<Authorization, AuthRejection>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<(Authorization, Parts), AuthRejection>> + Send>>;
 
 pin_project! {
     /// Response future of [`Auth`](super::Auth).
@@ -42,7 +44,7 @@ pin_project! {
     {
         Verifying {
             verification: Verification,
-            request: Option<Request<ReqBody>>,
+            body: Option<ReqBody>,
             inner: Option<S>,
             shared: Arc<Shared<R>>,
             protocol: Protocol,
@@ -79,7 +81,7 @@ where
 
     pub(super) fn verifying(
         verification: Verification,
-        request: Request<ReqBody>,
+        body: ReqBody,
         inner: S,
         shared: Arc<Shared<R>>,
         protocol: Protocol,
@@ -88,7 +90,7 @@ where
         Self {
             state: State::Verifying {
                 verification,
-                request: Some(request),
+                body: Some(body),
                 inner: Some(inner),
                 shared,
                 protocol,
@@ -115,13 +117,14 @@ where
             match this.state.as_mut().project() {
                 StateProj::Verifying {
                     verification,
-                    request,
+                    body,
                     inner,
                     shared,
                     protocol,
                 } => match ready!(verification.as_mut().poll(cx)) {
-                    Ok(principal) => {
-                        let request = request.take().expect("future polled after completion");
+                    Ok((principal, parts)) => {
+                        let body = body.take().expect("future polled after completion");
+                        let request = Request::from_parts(parts, body);
                         let mut inner = inner.take().expect("future polled after completion");
                         let future = accept(&mut inner, request, principal, this.span);
                         this.state.set(State::Inner { future });

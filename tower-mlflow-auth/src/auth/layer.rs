@@ -6,17 +6,20 @@ use super::service::Auth;
 use crate::{
     authenticator::Authenticator,
     exempt::Exemptions,
+    policy::{AllowAll, Policy},
     rejection::{DefaultRejectionResponse, RejectionRenderer},
 };
 
-/// Applies [`Auth`] to a service: every request is authenticated by `A`.
+/// Applies [`Auth`] to a service: every request is authenticated by `A`, then allowed or
+/// denied by the policy `P` (by default [`AllowAll`]).
 ///
 /// See the [module docs](crate::auth) for the request flow and an example.
-pub struct AuthLayer<A, R = DefaultRejectionResponse> {
+pub struct AuthLayer<A, R = DefaultRejectionResponse, P = AllowAll> {
     authenticator: A,
     realm: Box<str>,
     exemptions: Exemptions,
     rejection: R,
+    policy: P,
 }
 
 /// The realm sent in `WWW-Authenticate` unless configured: MLflow's own.
@@ -24,7 +27,7 @@ const DEFAULT_REALM: &str = "mlflow";
 
 impl<A: Authenticator> AuthLayer<A> {
     /// A layer that authenticates every request with `authenticator`: realm `mlflow`, no
-    /// exemptions, empty rejection bodies.
+    /// exemptions, empty rejection bodies, every authenticated request allowed.
     #[must_use]
     pub fn new(authenticator: A) -> Self {
         Self {
@@ -32,11 +35,12 @@ impl<A: Authenticator> AuthLayer<A> {
             realm: DEFAULT_REALM.into(),
             exemptions: Exemptions::new(),
             rejection: DefaultRejectionResponse,
+            policy: AllowAll,
         }
     }
 }
 
-impl<A: Authenticator, R> AuthLayer<A, R> {
+impl<A: Authenticator, R, P> AuthLayer<A, R, P> {
     /// Sets the realm of the `WWW-Authenticate` challenges (default `mlflow`).
     ///
     /// # Errors
@@ -62,22 +66,40 @@ impl<A: Authenticator, R> AuthLayer<A, R> {
     /// [`MlflowRejectionResponse`](crate::MlflowRejectionResponse) for MLflow's own texts.
     ///
     /// See [`RejectionResponse`](crate::RejectionResponse).
-    pub fn with_rejection_response<R2>(self, rejection: R2) -> AuthLayer<A, R2> {
+    pub fn with_rejection_response<R2>(self, rejection: R2) -> AuthLayer<A, R2, P> {
         AuthLayer {
             authenticator: self.authenticator,
             realm: self.realm,
             exemptions: self.exemptions,
             rejection,
+            policy: self.policy,
+        }
+    }
+
+    /// Sets the [`Policy`] that decides, after authentication, whether the principal may make
+    /// the request: a denial is a 403 (gRPC 7), a policy failure a 503, and the inner service
+    /// is not called. Exempt requests skip it. Replaces the previous policy; combine policies
+    /// with [`all_of`](crate::policy::all_of) / [`any_of`](crate::policy::any_of).
+    ///
+    /// See the [`policy`](crate::policy) module for the combinators and an example.
+    pub fn with_policy<P2: Policy>(self, policy: P2) -> AuthLayer<A, R, P2> {
+        AuthLayer {
+            authenticator: self.authenticator,
+            realm: self.realm,
+            exemptions: self.exemptions,
+            rejection: self.rejection,
+            policy,
         }
     }
 }
 
-impl<S, A, R> Layer<S> for AuthLayer<A, R>
+impl<S, A, R, P> Layer<S> for AuthLayer<A, R, P>
 where
     A: Authenticator,
     R: Clone,
+    P: Policy,
 {
-    type Service = Auth<S, A, R>;
+    type Service = Auth<S, A, R, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
         // Challenge headers are formatted once here, not per rejected request.
@@ -89,30 +111,33 @@ where
         Auth::from_parts(
             inner,
             self.authenticator.clone(),
+            self.policy.clone(),
             self.exemptions.clone(),
             renderer,
         )
     }
 }
 
-impl<A: Clone, R: Clone> Clone for AuthLayer<A, R> {
+impl<A: Clone, R: Clone, P: Clone> Clone for AuthLayer<A, R, P> {
     fn clone(&self) -> Self {
         Self {
             authenticator: self.authenticator.clone(),
             realm: self.realm.clone(),
             exemptions: self.exemptions.clone(),
             rejection: self.rejection.clone(),
+            policy: self.policy.clone(),
         }
     }
 }
 
-impl<A, R> fmt::Debug for AuthLayer<A, R> {
+impl<A, R, P> fmt::Debug for AuthLayer<A, R, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthLayer")
             .field("authenticator", &std::any::type_name::<A>())
             .field("realm", &self.realm)
             .field("exemptions", &self.exemptions)
             .field("rejection", &std::any::type_name::<R>())
+            .field("policy", &std::any::type_name::<P>())
             .finish()
     }
 }

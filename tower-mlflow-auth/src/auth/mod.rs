@@ -1,11 +1,13 @@
-//! [`AuthLayer`]: authenticate every request before it reaches the inner service.
+//! [`AuthLayer`]: authenticate every request, and let a policy decide about it, before it
+//! reaches the inner service.
 //!
 //! # One request, file by file
 //!
 //! The code reads in the order a request meets it:
 //!
 //! 1. **`layer.rs`**, configuration only. [`AuthLayer::new`] takes the authenticator;
-//!    `with_realm`, `with_exemptions` and `with_rejection_response` set the rest. When the
+//!    `with_realm`, `with_exemptions`, `with_policy` and `with_rejection_response` set the
+//!    rest. When the
 //!    layer wraps a service it formats the `WWW-Authenticate` values once and builds an
 //!    [`Auth`] that shares them, with the exemptions, across its clones.
 //! 2. **`service.rs`**, the decision. `Auth::call` drops any principal the request already
@@ -16,19 +18,25 @@
 //!      none or malformed is a 401 at once, without calling the authenticator;
 //!    - marks the `Authorization` header sensitive, so inner services never log it;
 //!    - asks [`Authenticator::try_accept_now`](crate::Authenticator::try_accept_now) (a cache
-//!      hit, a static token) and on `Some` accepts at once: the principal goes into the
-//!      request extensions and on the `auth` span, and the inner service is called;
-//!    - otherwise boxes [`Authenticator::authenticate`](crate::Authenticator::authenticate)
-//!      and moves the service that was driven to readiness into the response future (the
-//!      clone-and-swap idiom).
+//!      hit, a static token) and on `Some` asks the [policy](crate::policy)'s
+//!      [`try_decide_now`](crate::Policy::try_decide_now): an allow accepts at once (the
+//!      principal goes into the request extensions and on the `auth` span, and the inner
+//!      service is called), a deny is a 403 at once;
+//!    - otherwise boxes what is left to wait for, with the request head the policy decides
+//!      on: [`Authenticator::authenticate`](crate::Authenticator::authenticate) then the
+//!      policy, or the policy alone; and moves the service that was driven to readiness
+//!      into the response future (the clone-and-swap idiom).
 //! 3. **`future.rs`**, the waiting. [`ResponseFuture`] polls the verification; on success it
-//!    takes the same accept path as the shortcut, then polls the inner service's future.
+//!    puts the request back together and takes the same accept path as the shortcut, then
+//!    polls the inner service's future.
 //! 4. **`authenticator.rs`**, the trait both steps call: how credentials are found and
 //!    verified, closures as authenticators, [`first_of`](crate::first_of).
-//! 5. **`rejection.rs`**, the refusal. The authenticator's answer becomes an accepted
-//!    principal, a 401 (`Ok(None)`) or a 503 (`Err`, logged); a refusal is rendered as 401 with
-//!    the challenges or 503 (the body from a [`RejectionResponse`](crate::RejectionResponse)
-//!    hook), or as a trailers-only response for gRPC. See [`rejection`](crate::rejection).
+//! 5. **`policy/`**, the permission: [`Policy`](crate::Policy), closures, the combinators.
+//! 6. **`rejection.rs`**, the refusal. The authenticator's answer becomes an accepted
+//!    principal, a 401 (`Ok(None)`) or a 503 (`Err`, logged), the policy's an allow, a 403
+//!    (`Deny`) or a 503; a refusal is rendered as 401 with the challenges, 403 or 503 (the
+//!    body from a [`RejectionResponse`](crate::RejectionResponse) hook), or as a
+//!    trailers-only response for gRPC. See [`rejection`](crate::rejection).
 //!
 //! `poll_ready` forwards to the inner service, so layers such as `ConcurrencyLimit` and
 //! `Buffer` work inside `AuthLayer`. Because a rejected request still waits for inner

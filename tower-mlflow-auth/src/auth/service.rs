@@ -16,18 +16,21 @@ use crate::{
     authenticator::Authenticator,
     authorization::Authorization,
     exempt::Exemptions,
+    policy::{self, AllowAll, Decision, Policy},
     rejection::{
         AuthRejection, DefaultRejectionResponse, Protocol, RejectionRenderer, RejectionResponse,
-        verdict,
+        ruling, verdict,
     },
 };
 
-/// Middleware that authenticates each request with an [`Authenticator`].
+/// Middleware that authenticates each request with an [`Authenticator`] and lets the
+/// [`Policy`] decide about it.
 ///
 /// Made by [`AuthLayer`]; see the [module docs](crate::auth).
-pub struct Auth<S, A, R> {
+pub struct Auth<S, A, R, P = AllowAll> {
     inner: S,
     authenticator: A,
+    policy: P,
     shared: Arc<Shared<R>>,
 }
 
@@ -37,16 +40,18 @@ pub(super) struct Shared<R> {
     renderer: RejectionRenderer<R>,
 }
 
-impl<S, A, R> Auth<S, A, R> {
+impl<S, A, R, P> Auth<S, A, R, P> {
     pub(super) fn from_parts(
         inner: S,
         authenticator: A,
+        policy: P,
         exemptions: Exemptions,
         renderer: RejectionRenderer<R>,
     ) -> Self {
         Self {
             inner,
             authenticator,
+            policy,
             shared: Arc::new(Shared {
                 exemptions,
                 renderer,
@@ -64,11 +69,12 @@ impl<S, A: Authenticator> Auth<S, A, DefaultRejectionResponse> {
     }
 }
 
-impl<S, A, R, ReqBody, ResBody> Service<Request<ReqBody>> for Auth<S, A, R>
+impl<S, A, R, P, ReqBody, ResBody> Service<Request<ReqBody>> for Auth<S, A, R, P>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     A: Authenticator,
     R: RejectionResponse<ResBody>,
+    P: Policy,
     ResBody: Default,
 {
     type Response = Response<ResBody>;
@@ -93,12 +99,9 @@ where
             return ResponseFuture::inner(self.inner.call(request), span);
         }
 
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let protocol = Protocol::of(&parts.headers);
-        let credentials = self.authenticator.credentials(&parts);
-        let mut request = Request::from_parts(parts, body);
-
-        let credentials = match credentials {
+        let credentials = match self.authenticator.credentials(&parts) {
             Ok(credentials) => credentials,
             Err(error) => {
                 let response = self.shared.reject(error.into(), protocol, &span);
@@ -107,21 +110,51 @@ where
         };
 
         // Inner services may log headers; make sure the credential prints as "Sensitive".
-        if let Some(value) = request.headers_mut().get_mut(AUTHORIZATION) {
+        if let Some(value) = parts.headers.get_mut(AUTHORIZATION) {
             value.set_sensitive(true);
         }
 
-        // Answered from memory (a cache hit, a static token): no verification future at all.
-        if let Some(principal) = self.authenticator.try_accept_now(&credentials) {
-            drop(credentials);
-            let future = accept(&mut self.inner, request, principal, &span);
-            return ResponseFuture::inner(future, span);
-        }
-
-        let scheme = credentials.scheme();
-        let authenticator = self.authenticator.clone();
-        let verification: Verification =
-            Box::pin(async move { verdict(authenticator.authenticate(credentials).await, scheme) });
+        let verification: Verification = match self.authenticator.try_accept_now(&credentials) {
+            // Answered from memory (a cache hit, a static token) and, when the policy
+            // decides at once too, no future at all.
+            Some(principal) => {
+                drop(credentials);
+                span.record("principal", principal.subject());
+                match self.policy.try_decide_now(&principal, &parts) {
+                    Some(Decision::Allow) => {
+                        let request = Request::from_parts(parts, body);
+                        let future = accept(&mut self.inner, request, principal, &span);
+                        return ResponseFuture::inner(future, span);
+                    }
+                    Some(Decision::Deny) => {
+                        let response =
+                            self.shared
+                                .reject(AuthRejection::Forbidden, protocol, &span);
+                        return ResponseFuture::rejected(response, span);
+                    }
+                    None => {
+                        let policy = self.policy.clone();
+                        Box::pin(async move {
+                            ruling(policy.decide(&principal, &parts).await)?;
+                            Ok((principal, parts))
+                        })
+                    }
+                }
+            }
+            None => {
+                let scheme = credentials.scheme();
+                let authenticator = self.authenticator.clone();
+                let policy = self.policy.clone();
+                let span = span.clone();
+                Box::pin(async move {
+                    let answer = authenticator.authenticate(credentials).await;
+                    let principal = verdict(answer, scheme)?;
+                    span.record("principal", principal.subject());
+                    ruling(policy::decide(&policy, &principal, &parts).await)?;
+                    Ok((principal, parts))
+                })
+            }
+        };
 
         // The service driven to readiness goes into the future; this one keeps a fresh clone.
         // See https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
@@ -129,7 +162,7 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::verifying(
             verification,
-            request,
+            body,
             inner,
             Arc::clone(&self.shared),
             protocol,
@@ -138,8 +171,8 @@ where
     }
 }
 
-/// Lets an authenticated request in: the principal goes on the span and into the request
-/// extensions, then the inner service is called. The one accept path, for both the
+/// Lets an authenticated, allowed request in: the principal goes on the span and into the
+/// request extensions, then the inner service is called. The one accept path, for both the
 /// synchronous shortcut and a finished verification.
 pub(super) fn accept<S, B>(
     inner: &mut S,
@@ -151,7 +184,7 @@ where
     S: Service<Request<B>>,
 {
     span.record("principal", principal.subject());
-    tracing::debug!(parent: span, "authenticated");
+    tracing::debug!(parent: span, "authenticated and allowed");
     request.extensions_mut().insert(principal);
     inner.call(request)
 }
@@ -172,21 +205,23 @@ impl<R> Shared<R> {
     }
 }
 
-impl<S: Clone, A: Clone, R> Clone for Auth<S, A, R> {
+impl<S: Clone, A: Clone, R, P: Clone> Clone for Auth<S, A, R, P> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             authenticator: self.authenticator.clone(),
+            policy: self.policy.clone(),
             shared: Arc::clone(&self.shared),
         }
     }
 }
 
-impl<S: fmt::Debug, A, R> fmt::Debug for Auth<S, A, R> {
+impl<S: fmt::Debug, A, R, P> fmt::Debug for Auth<S, A, R, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Auth")
             .field("inner", &self.inner)
             .field("authenticator", &std::any::type_name::<A>())
+            .field("policy", &std::any::type_name::<P>())
             .field("shared", &self.shared)
             .finish()
     }

@@ -3,13 +3,17 @@
 //! | type | feature | credentials |
 //! |---|---|---|
 //! | `Htpasswd` | `htpasswd` | Basic, checked against an Apache htpasswd file |
-//! | `MlflowUsers` | `mlflow-users` | Basic, checked against MLflow's user store (werkzeug hashes) |
+//! | `MlflowUsers` | `mlflow-users` | Basic, checked against MLflow's user store (werkzeug hashes); its PostgreSQL database with `mlflow-users-postgres` |
 //! | `StaticTokens` | `static-tokens` | Bearer tokens or API keys in a named header |
 //! | `Jwt` | `jwt` | Bearer JWTs verified against a JWKS or OIDC discovery |
 //! | `Cached` | `cache` | wraps any authenticator with a verified-credential cache |
 
 // The revocation types are re-exported by `crate::authenticator`, beside the trait.
 pub(crate) mod revocation;
+
+// The HMAC keying of `Cached` and of `Jwt`'s token cache.
+#[cfg(any(feature = "cache", feature = "jwt"))]
+pub(crate) mod cache_key;
 
 #[cfg(feature = "htpasswd")]
 pub(crate) mod htpasswd;
@@ -22,6 +26,9 @@ pub use self::htpasswd::{
 
 #[cfg(feature = "mlflow-users")]
 pub(crate) mod mlflow_users;
+#[cfg(feature = "mlflow-users-postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mlflow-users-postgres")))]
+pub use self::mlflow_users::InvalidPostgresUrl;
 #[cfg(feature = "mlflow-users")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mlflow-users")))]
 pub use self::mlflow_users::{

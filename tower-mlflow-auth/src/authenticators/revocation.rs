@@ -58,7 +58,7 @@ impl fmt::Debug for RevocationListener {
 }
 
 /// The listeners of one store, and whether its background watcher runs.
-#[cfg(any(feature = "htpasswd", feature = "mlflow-users"))]
+#[cfg(any(feature = "htpasswd", feature = "mlflow-users", feature = "jwt"))]
 #[derive(Default)]
 pub(crate) struct Listeners {
     list: std::sync::Mutex<Vec<RevocationListener>>,
@@ -68,7 +68,7 @@ pub(crate) struct Listeners {
     watching: std::sync::atomic::AtomicBool,
 }
 
-#[cfg(any(feature = "htpasswd", feature = "mlflow-users"))]
+#[cfg(any(feature = "htpasswd", feature = "mlflow-users", feature = "jwt"))]
 impl Listeners {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<RevocationListener>> {
         self.list

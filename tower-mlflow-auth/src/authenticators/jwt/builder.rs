@@ -4,8 +4,11 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, Validation};
 
+use crate::authenticators::cache_key::KeyMac;
+
 use super::{
     ClaimPath, Jwt, JwtAlgorithm, JwtBuildError,
+    cache::TokenCache,
     claims::{Checks, ClaimMapping},
     fetch::{Fetcher, UrlPolicy},
     refresh::{KeySource, KeyStore, Timing},
@@ -27,6 +30,8 @@ pub struct JwtBuilder {
     timeout: Duration,
     max_response_size: usize,
     allow_insecure_http: bool,
+    cache_ttl: Duration,
+    max_cached_tokens: u64,
     #[cfg(feature = "jwt-tls")]
     root_pems: Vec<Vec<u8>>,
     /// `None`: the public roots only when no PEM is given.
@@ -58,6 +63,8 @@ impl Default for JwtBuilder {
             timeout: Jwt::DEFAULT_TIMEOUT,
             max_response_size: Jwt::DEFAULT_MAX_RESPONSE_SIZE,
             allow_insecure_http: false,
+            cache_ttl: Jwt::DEFAULT_CACHE_TTL,
+            max_cached_tokens: Jwt::DEFAULT_MAX_CACHED_TOKENS,
             #[cfg(feature = "jwt-tls")]
             root_pems: Vec::new(),
             #[cfg(feature = "jwt-tls")]
@@ -195,6 +202,38 @@ impl JwtBuilder {
         self
     }
 
+    /// How long a verified token is answered from the cache at most (default
+    /// [`Jwt::DEFAULT_CACHE_TTL`], 60 s); never past its `exp` (plus the
+    /// [`leeway`](Self::leeway)) whatever this says. More than zero and at most
+    /// [`Jwt::MAX_CACHE_TTL`] (one day), or [`build`](Self::build) fails.
+    ///
+    /// Within it, a token stays accepted even if the identity provider revokes it
+    /// (introspection is not asked here either way); a key removed from the JWKS ends it at
+    /// the next key refresh.
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = ttl;
+        self
+    }
+
+    /// The most verified tokens cached at once (default
+    /// [`Jwt::DEFAULT_MAX_CACHED_TOKENS`]); `0` turns the cache off, so that every request
+    /// checks its token's signature.
+    ///
+    /// ```
+    /// # use tower_mlflow_auth::authenticators::Jwt;
+    /// let uncached = Jwt::builder()
+    ///     .issuer("http://127.0.0.1:8080/realms/ml")
+    ///     .audience("mlflow")
+    ///     .max_cached_tokens(0)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = uncached;
+    /// ```
+    pub fn max_cached_tokens(mut self, max: u64) -> Self {
+        self.max_cached_tokens = max;
+        self
+    }
+
     /// Trusts the CA certificates in `pem` (one or more PEM `CERTIFICATE` blocks, as in a
     /// CA bundle file) for `https://` fetches, instead of the Mozilla roots from
     /// `webpki-roots`: for an identity provider behind a private CA. Call again to add
@@ -237,7 +276,8 @@ impl JwtBuilder {
     /// # Errors
     ///
     /// [`JwtBuildError`] for a missing issuer, audience or key source, a bad or insecure
-    /// URL, an empty or HMAC algorithm list, a zero timeout, or unusable root certificates.
+    /// URL, an empty or HMAC algorithm list, a zero timeout, a cache time to live out of
+    /// range, unusable root certificates, or no randomness for the cache key.
     pub fn build(self) -> Result<Jwt, JwtBuildError> {
         let url_policy = UrlPolicy {
             allow_insecure_http: self.allow_insecure_http,
@@ -249,9 +289,12 @@ impl JwtBuilder {
         if self.timeout.is_zero() {
             return Err(JwtBuildError::ZeroTimeout);
         }
+        let tokens = token_cache(self.cache_ttl, self.max_cached_tokens, self.leeway)?;
         let checks = Checks {
             validations: validations(&algorithms, self.leeway, issuer.as_deref(), &audiences),
             claims: self.claims,
+            #[cfg(test)]
+            signature_checks: std::sync::atomic::AtomicUsize::new(0),
         };
         let fetcher = Fetcher::new(
             self.timeout,
@@ -261,9 +304,32 @@ impl JwtBuilder {
             #[cfg(feature = "jwt-tls")]
             self.public_roots,
         )?;
-        let keys = KeyStore::new(source, fetcher, url_policy, self.timing, algorithms);
+        let keys = KeyStore::new(source, fetcher, url_policy, self.timing, algorithms, tokens);
         Ok(Jwt::from_parts(checks, keys))
     }
+}
+
+/// The verified-token cache, or `None` when `max_tokens` is zero.
+fn token_cache(
+    ttl: Duration,
+    max_tokens: u64,
+    leeway: Duration,
+) -> Result<Option<TokenCache>, JwtBuildError> {
+    if ttl.is_zero() {
+        return Err(JwtBuildError::ZeroCacheTtl);
+    }
+    if ttl > Jwt::MAX_CACHE_TTL {
+        return Err(JwtBuildError::CacheTtlTooLong);
+    }
+    if max_tokens == 0 {
+        return Ok(None);
+    }
+    // The error names no foreign type, so getrandom's cause is logged rather than kept.
+    let mac = KeyMac::random().map_err(|error| {
+        tracing::error!(%error, "no randomness for the JWT cache key");
+        JwtBuildError::RandomUnavailable
+    })?;
+    Ok(Some(TokenCache::new(mac, ttl, max_tokens, leeway)))
 }
 
 /// The issuer tokens must name, or `None` for any.

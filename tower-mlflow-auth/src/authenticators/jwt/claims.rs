@@ -1,13 +1,14 @@
 //! What is checked on a token once its key is known, and how its claims become a principal.
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
+use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
 use serde_json::Value;
 
 use super::{
     Jwt,
-    keys::{KeySet, Lookup},
+    cache::Lifetime,
+    keys::{KeyId, KeySet, Lookup, VerifyingKey},
 };
 use crate::{Authorization, Scheme};
 
@@ -18,6 +19,9 @@ pub(super) struct Checks {
     /// `Validation` to belong to the key's family.
     pub(super) validations: Vec<(Algorithm, Validation)>,
     pub(super) claims: ClaimMapping,
+    /// Signature checks run, for the tests of the token cache.
+    #[cfg(test)]
+    pub(super) signature_checks: std::sync::atomic::AtomicUsize,
 }
 
 /// How the claims of a verified token become a principal.
@@ -29,11 +33,22 @@ pub(super) struct ClaimMapping {
     pub(super) copied: Vec<(ClaimPath, Box<str>)>,
 }
 
+/// An accepted token: its principal, and what the token cache needs to keep it.
+#[derive(Debug)]
+pub(super) struct Verified {
+    pub(super) principal: Authorization,
+    /// The key whose signature matched, and for which algorithm.
+    pub(super) key: Arc<KeyId>,
+    pub(super) alg: Algorithm,
+    /// `None` when `exp` or `nbf` is not a whole number of seconds: not cached then.
+    pub(super) lifetime: Option<Lifetime>,
+}
+
 /// What one key set makes of a token.
 #[derive(Debug)]
 pub(super) enum Verdict {
     /// Accepted (`Some`) or rejected (`None`).
-    Done(Option<Authorization>),
+    Done(Option<Verified>),
     /// The set has no key for the token; a newer set might.
     UnknownKey,
 }
@@ -75,16 +90,21 @@ impl Checks {
 
     /// Verifies the token with the first candidate key whose signature matches, then maps
     /// its claims to a principal.
-    fn check(
-        &self,
-        token: &str,
-        alg: Algorithm,
-        candidates: &[&DecodingKey],
-    ) -> Option<Authorization> {
+    fn check(&self, token: &str, alg: Algorithm, candidates: &[&VerifyingKey]) -> Option<Verified> {
         let validation = self.validation(alg)?;
         for key in candidates {
-            match jsonwebtoken::decode::<Value>(token, key, validation) {
-                Ok(data) => return self.claims.principal(&data.claims),
+            #[cfg(test)]
+            self.signature_checks
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            match jsonwebtoken::decode::<Value>(token, key.decoding_key(), validation) {
+                Ok(data) => {
+                    return Some(Verified {
+                        principal: self.claims.principal(&data.claims)?,
+                        key: Arc::clone(key.id()),
+                        alg,
+                        lifetime: Lifetime::of(&data.claims),
+                    });
+                }
                 Err(e) if *e.kind() == ErrorKind::InvalidSignature => continue,
                 Err(e) => {
                     tracing::debug!(reason = %e, "JWT rejected");

@@ -5,9 +5,9 @@ use std::{error::Error, fmt, sync::Arc};
 use http::{StatusCode, Uri};
 use tower_mlflow_core::BoxError;
 
-use super::JwtAlgorithm;
 #[cfg(doc)]
 use super::JwtBuilder;
+use super::{Jwt, JwtAlgorithm};
 
 /// Why a [`JwtBuilder`] could not build.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +40,14 @@ pub enum JwtBuildError {
     ZeroTimeout,
     /// The TLS configuration could not be built.
     Tls,
+    /// [`JwtBuilder::cache_ttl`] is zero. (To turn the cache off, set
+    /// [`JwtBuilder::max_cached_tokens`] to zero.)
+    ZeroCacheTtl,
+    /// [`JwtBuilder::cache_ttl`] is longer than [`Jwt::MAX_CACHE_TTL`].
+    CacheTtlTooLong,
+    /// The operating system's random number generator could not provide the token cache's
+    /// key.
+    RandomUnavailable,
     /// PEM given to [`JwtBuilder::root_certificates_pem`] cannot be used.
     #[cfg(feature = "jwt-tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "jwt-tls")))]
@@ -80,6 +88,15 @@ impl fmt::Display for JwtBuildError {
             }
             Self::ZeroTimeout => f.pad("the `timeout` is zero"),
             Self::Tls => f.pad("cannot build the TLS configuration"),
+            Self::ZeroCacheTtl => f.pad(
+                "the token cache ttl must be greater than zero (`max_cached_tokens(0)` turns the cache off)",
+            ),
+            Self::CacheTtlTooLong => write!(
+                f,
+                "the token cache ttl must be at most {} s",
+                Jwt::MAX_CACHE_TTL.as_secs()
+            ),
+            Self::RandomUnavailable => f.pad("no randomness for the token cache key"),
             #[cfg(feature = "jwt-tls")]
             Self::RootCertificates {
                 pem,

@@ -1,11 +1,11 @@
 //! The verification keys of a JWKS, filtered down to the ones we are willing to use.
 
-use std::str::FromStr;
+use std::{str::FromStr, sync::Arc};
 
 use base64::Engine;
 use jsonwebtoken::{
     Algorithm, DecodingKey,
-    jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse},
+    jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse, ThumbprintHash},
 };
 use serde_json::Value;
 
@@ -17,10 +17,18 @@ const MAX_KIDLESS_CANDIDATES: usize = 4;
 /// RSA keys below this size are ignored (RFC 7518 §3.3 requires 2048 bits).
 const MIN_RSA_BITS: usize = 2048;
 
+/// Which published key verified a token: its `kid` and its RFC 7638 thumbprint (a hash of
+/// the public key itself), so that a `kid` reused for a new key is a different key.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct KeyId {
+    kid: Option<Box<str>>,
+    thumbprint: Box<str>,
+}
+
 /// One usable public key.
 #[derive(Debug)]
-struct VerifyingKey {
-    kid: Option<Box<str>>,
+pub(super) struct VerifyingKey {
+    id: Arc<KeyId>,
     /// The algorithms this key may verify: the JWK's own `alg` when it has one, else the
     /// allowed algorithms of its key type (and curve).
     algorithms: Vec<Algorithm>,
@@ -37,7 +45,7 @@ pub(super) struct KeySet {
 #[derive(Debug)]
 pub(super) enum Lookup<'a> {
     /// Try these, in order.
-    Candidates(Vec<&'a DecodingKey>),
+    Candidates(Vec<&'a VerifyingKey>),
     /// The token's `kid` is in the set but its key may not be used with the token's `alg`:
     /// a refetch would not help.
     Incompatible,
@@ -71,12 +79,12 @@ impl KeySet {
                 let mut with_kid = self
                     .keys
                     .iter()
-                    .filter(|k| k.kid.as_deref() == Some(kid))
+                    .filter(|k| k.id.kid.as_deref() == Some(kid))
                     .peekable();
                 if with_kid.peek().is_none() {
                     return Lookup::Unknown;
                 }
-                let candidates: Vec<_> = with_kid.filter(fits).map(|k| &k.key).collect();
+                let candidates: Vec<_> = with_kid.filter(fits).collect();
                 if candidates.is_empty() {
                     Lookup::Incompatible
                 } else {
@@ -89,7 +97,6 @@ impl KeySet {
                     .iter()
                     .filter(fits)
                     .take(MAX_KIDLESS_CANDIDATES)
-                    .map(|k| &k.key)
                     .collect();
                 if candidates.is_empty() {
                     Lookup::Unknown
@@ -98,6 +105,34 @@ impl KeySet {
                 }
             }
         }
+    }
+
+    /// Whether the key `id` is in this set and may still verify `alg`: what a cached token
+    /// needs to stay accepted once the set is refetched.
+    pub(super) fn still_verifies(&self, id: &Arc<KeyId>, alg: Algorithm) -> bool {
+        self.keys
+            .iter()
+            .any(|k| (Arc::ptr_eq(&k.id, id) || k.id == *id) && k.algorithms.contains(&alg))
+    }
+
+    /// Whether `newer` no longer verifies something this set did: a key removed or
+    /// replaced, or an algorithm taken away from one.
+    pub(super) fn retired_in(&self, newer: &Self) -> bool {
+        self.keys.iter().any(|k| {
+            k.algorithms
+                .iter()
+                .any(|&alg| !newer.still_verifies(&k.id, alg))
+        })
+    }
+}
+
+impl VerifyingKey {
+    pub(super) fn id(&self) -> &Arc<KeyId> {
+        &self.id
+    }
+
+    pub(super) fn decoding_key(&self) -> &DecodingKey {
+        &self.key
     }
 }
 
@@ -158,8 +193,12 @@ fn usable_key(entry: &Value, allowed: &[Algorithm]) -> Option<VerifyingKey> {
         return None;
     }
     let key = DecodingKey::from_jwk(&jwk).ok()?;
-    Some(VerifyingKey {
+    let id = KeyId {
         kid: common.key_id.as_deref().map(Into::into),
+        thumbprint: jwk.thumbprint(ThumbprintHash::SHA256).ok()?.into(),
+    };
+    Some(VerifyingKey {
+        id: Arc::new(id),
         algorithms,
         key,
     })

@@ -1,10 +1,12 @@
 //! The key set and when it is fetched: on first use, on an unknown `kid` (rate-limited), in
-//! the background once it is old; one fetch at a time; kept when a fetch fails.
+//! the background once it is old; one fetch at a time; kept when a fetch fails. A new set
+//! that lacks a key of the old one drops the cached tokens that key verified and tells the
+//! revocation listeners.
 
 use std::{
     ops::Deref,
     sync::{
-        Arc, Mutex, MutexGuard, PoisonError,
+        Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -21,9 +23,14 @@ use tower_mlflow_core::{
 
 use super::{
     JwtError, JwtErrorKind,
+    cache::TokenCache,
     fetch::{Fetcher, UrlPolicy},
     keys::KeySet,
 };
+use crate::authenticators::revocation::{Listeners, RevocationListener, Revoked};
+
+/// The least pause of the revocation watcher between two refreshes, whatever the intervals.
+const MIN_WATCH_PAUSE: Duration = Duration::from_secs(1);
 
 /// Where the keys come from.
 #[derive(Debug)]
@@ -81,7 +88,6 @@ struct FetchLog {
 }
 
 /// The current keys, read lock-free, and everything needed to fetch new ones.
-#[derive(Debug)]
 pub(super) struct KeyStore {
     source: KeySource,
     fetcher: Fetcher,
@@ -93,6 +99,10 @@ pub(super) struct KeyStore {
     log: Mutex<FetchLog>,
     /// A background refresh is scheduled or running.
     refreshing: AtomicBool,
+    /// Verified tokens, unless the cache is turned off.
+    tokens: Option<TokenCache>,
+    /// Caches above this authenticator, told when a key leaves the set.
+    listeners: Listeners,
 }
 
 impl KeyStore {
@@ -102,6 +112,7 @@ impl KeyStore {
         url_policy: UrlPolicy,
         timing: Timing,
         algorithms: Vec<Algorithm>,
+        tokens: Option<TokenCache>,
     ) -> Self {
         Self {
             source,
@@ -112,7 +123,14 @@ impl KeyStore {
             keys: Reloading::new(),
             log: Mutex::default(),
             refreshing: AtomicBool::new(false),
+            tokens,
+            listeners: Listeners::default(),
         }
+    }
+
+    /// The verified-token cache, unless it is turned off.
+    pub(super) fn tokens(&self) -> Option<&TokenCache> {
+        self.tokens.as_ref()
     }
 
     pub(super) fn source(&self) -> &KeySource {
@@ -150,10 +168,17 @@ impl KeyStore {
         seen: Option<&Arc<Snapshot<KeySet>>>,
         min_gap: Duration,
     ) -> Fetched {
+        // Set by this caller's load, if it is the one that ran: the keys it replaced.
+        let replaced = &OnceLock::new();
         let load = move || async move {
             // Leading may come only after another load ended: decide again.
             match self.next_step(seen, min_gap) {
-                Step::Fetch => self.load().await.map_err(NotLoaded::Failed),
+                Step::Fetch => {
+                    let keys = self.load().await.map_err(NotLoaded::Failed)?;
+                    // Still current: loads never overlap, and the new keys land after this.
+                    let _ = replaced.set(self.snapshot());
+                    Ok(keys)
+                }
                 Step::Newer(_) | Step::Wait => Err(NotLoaded::Skipped),
             }
         };
@@ -164,16 +189,63 @@ impl KeyStore {
                 Step::Fetch => {}
             }
             match self.keys.reload(load).await {
-                Ok(keys) => return Fetched::Keys(keys),
+                Ok(keys) => {
+                    if let Some(previous) = replaced.get() {
+                        self.replaced(previous.as_deref(), keys.value());
+                    }
+                    return Fetched::Keys(keys);
+                }
                 Err(NotLoaded::Failed(e)) => return Fetched::Failed(e),
                 Err(NotLoaded::Skipped) => {}
             }
         }
     }
 
+    /// Once `current` is in use instead of `previous`: when it lacks a key that `previous`
+    /// had, the tokens that key verified leave the cache, and the caches above hear that
+    /// anything may be revoked (a [`Revoked`] cannot name tokens).
+    fn replaced(&self, previous: Option<&Snapshot<KeySet>>, current: &KeySet) {
+        if !previous.is_some_and(|previous| previous.value().retired_in(current)) {
+            return;
+        }
+        tracing::info!("the JWKS dropped a key; tokens it verified are no longer accepted");
+        if let Some(tokens) = &self.tokens {
+            tokens.retain_verifiable(current);
+        }
+        self.listeners.notify(&Revoked::All);
+    }
+
+    /// Tells `listener` from now on when a key leaves the set, and refreshes the keys on
+    /// time from then on: a cache above answers its hits without asking this store.
+    pub(super) fn subscribe(self: &Arc<Self>, listener: RevocationListener) {
+        self.listeners.add(listener);
+        self.watch_if_listened();
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_watching(&self) -> bool {
+        self.listeners.is_watching()
+    }
+
+    /// Spawns the refresh loop once someone listens (and a runtime is at hand).
+    fn watch_if_listened(self: &Arc<Self>) {
+        self.listeners.watch_once(|| watch(Arc::downgrade(self)));
+    }
+
+    /// How long the watcher sleeps before its next refresh: until the keys are due, but
+    /// never less than the retry interval, so that failures do not spin.
+    fn until_refresh(&self) -> Duration {
+        let due = self.snapshot().map_or(Duration::ZERO, |keys| {
+            self.timing.refresh_interval.saturating_sub(keys.age())
+        });
+        due.max(self.timing.retry_interval).max(MIN_WATCH_PAUSE)
+    }
+
     /// Starts a background refresh when `current` is older than `refresh_interval`.
     /// Requests go on with the current keys meanwhile.
     pub(super) fn schedule_refresh_if_due(self: &Arc<Self>, current: &Snapshot<KeySet>) {
+        // A watcher that could not start without a runtime starts from a request.
+        self.watch_if_listened();
         if current.age() < self.timing.refresh_interval
             || self.refreshing.load(Ordering::Acquire)
             || self.attempted_within(Some(current), self.timing.retry_interval)
@@ -288,5 +360,22 @@ impl KeyStore {
             return Err(JwtError::new(uri, JwtErrorKind::NoUsableKeys));
         }
         Ok(keys)
+    }
+}
+
+/// Refreshes the keys on time for as long as the store lives.
+async fn watch(store: Weak<KeyStore>) {
+    loop {
+        let Some(pause) = store.upgrade().map(|store| store.until_refresh()) else {
+            return;
+        };
+        tokio::time::sleep(pause).await;
+        let Some(store) = store.upgrade() else {
+            return;
+        };
+        let seen = store.snapshot();
+        let _ = store
+            .fetch(seen.as_ref(), store.timing.retry_interval)
+            .await;
     }
 }

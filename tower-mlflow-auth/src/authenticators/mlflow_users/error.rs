@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+#[cfg(feature = "mlflow-users-postgres")]
+use super::postgres::InvalidPostgresUrl;
 use super::{store::UserStoreError, werkzeug::WerkzeugHashError};
 
 /// Why one user's record cannot be used. Never contains the hash.
@@ -52,6 +54,21 @@ pub enum MlflowUsersBuildError {
     EmptyUsername,
     /// Neither a store nor a table of users was given.
     NoSource,
+    /// The PostgreSQL URL cannot be used.
+    #[cfg(feature = "mlflow-users-postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mlflow-users-postgres")))]
+    PostgresUrl {
+        /// The URL as given, with its password replaced by `***`.
+        url: Box<str>,
+        /// What is wrong with it.
+        reason: InvalidPostgresUrl,
+    },
+    /// The TLS settings for PostgreSQL cannot be used: a CA bundle given with
+    /// [`postgres_ca_pem`](super::MlflowUsersBuilder::postgres_ca_pem) holds no usable PEM
+    /// certificate.
+    #[cfg(feature = "mlflow-users-postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mlflow-users-postgres")))]
+    PostgresTls,
 }
 
 impl fmt::Display for MlflowUsersBuildError {
@@ -62,7 +79,15 @@ impl fmt::Display for MlflowUsersBuildError {
             }
             Self::EmptyUsername => f.pad("an MLflow user has an empty username"),
             Self::NoSource => {
-                f.pad("MLflow users: no user store, SQLite database or in-memory table was given")
+                f.pad("MLflow users: no user store, database or in-memory table was given")
+            }
+            #[cfg(feature = "mlflow-users-postgres")]
+            Self::PostgresUrl { url, reason } => {
+                write!(f, "MLflow users: the PostgreSQL URL {url:?} {reason}")
+            }
+            #[cfg(feature = "mlflow-users-postgres")]
+            Self::PostgresTls => {
+                f.pad("MLflow users: unusable PostgreSQL TLS settings (a CA bundle without a usable PEM certificate)")
             }
         }
     }
@@ -72,6 +97,10 @@ impl std::error::Error for MlflowUsersBuildError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::InvalidRecord { reason, .. } => Some(reason),
+            #[cfg(feature = "mlflow-users-postgres")]
+            Self::PostgresUrl { reason, .. } => Some(reason),
+            #[cfg(feature = "mlflow-users-postgres")]
+            Self::PostgresTls => None,
             Self::EmptyUsername | Self::NoSource => None,
         }
     }

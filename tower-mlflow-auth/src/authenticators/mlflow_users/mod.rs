@@ -1,6 +1,7 @@
 //! [`MlflowUsers`]: Basic credentials checked against MLflow's own user store, with werkzeug
-//! password hashes read from MLflow's SQLite `basic_auth.db` ([`SqliteUserStore`]), any
-//! [`UserStore`], or a table given in code.
+//! password hashes read from MLflow's SQLite `basic_auth.db` ([`SqliteUserStore`]), its
+//! PostgreSQL database (feature `mlflow-users-postgres`,
+//! `MlflowUsersBuilder::postgres`), any [`UserStore`], or a table given in code.
 //!
 //! ```
 //! use tower_mlflow_auth::{AuthLayer, authenticators::MlflowUsers};
@@ -12,6 +13,8 @@
 //! - `werkzeug` and `limits`: the stored hash format and the most work it may ask for.
 //! - `table`: the parsed users and the check of one login.
 //! - `source` and `store`: where the users come from, and when they are reloaded.
+//! - `postgres` (feature `mlflow-users-postgres`): MLflow's auth database in PostgreSQL,
+//!   read with tokio-postgres on the runtime itself (no blocking thread), over rustls.
 
 use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
@@ -26,12 +29,17 @@ use crate::{
 mod builder;
 mod error;
 mod limits;
+#[cfg(feature = "mlflow-users-postgres")]
+mod postgres;
 mod source;
 mod store;
 mod table;
 mod werkzeug;
 
-use self::source::{Source, StoreSource};
+#[cfg(feature = "mlflow-users-postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mlflow-users-postgres")))]
+pub use self::postgres::InvalidPostgresUrl;
+use self::source::{Backend, Source, StoreSource};
 #[cfg_attr(
     not(feature = "fuzzing"),
     allow(unused_imports, reason = "for the fuzz targets")
@@ -50,8 +58,10 @@ pub use self::{
 /// `mlflow server --app-name basic-auth` keeps its users in a `users(username,
 /// password_hash, is_admin)` table, with werkzeug password hashes (see
 /// [below](#password-hashes)). `MlflowUsers` reads that table — from MLflow's SQLite
-/// `basic_auth.db`, from any [`UserStore`], or from a table given in code — and accepts the
-/// same passwords MLflow does. MLflow's `is_admin` becomes [`Authorization::is_admin`].
+/// `basic_auth.db`, from its PostgreSQL database (feature `mlflow-users-postgres`:
+/// `MlflowUsersBuilder::postgres`, the same schema, the same refresh), from any
+/// [`UserStore`], or from a table given in code — and accepts the same passwords MLflow does.
+/// MLflow's `is_admin` becomes [`Authorization::is_admin`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -114,6 +124,15 @@ pub use self::{
 /// load fails, authentications fail with [`MlflowUsersError::Store`] (503) — the previous
 /// table is not used any more — and the next authentication tries again.
 ///
+/// # PostgreSQL
+///
+/// With the feature `mlflow-users-postgres`, `MlflowUsersBuilder::postgres(url)` reads the
+/// `users` table MLflow creates in PostgreSQL when its `database_uri` points there. A load
+/// runs on the async runtime (tokio-postgres, one connection per load, at most 10 s), so the
+/// refresh, the revocations below and the 503 while the server is down are the same as with
+/// SQLite. Off this machine TLS is required; the password never shows in `Debug`, errors or
+/// logs.
+///
 /// # Under a cache
 ///
 /// Only Basic credentials are [accepted](Authenticator::accepts). A
@@ -166,7 +185,7 @@ impl MlflowUsers {
     /// [`refresh`](Self::refresh).
     pub fn sqlite(path: impl Into<PathBuf>) -> Self {
         Self::from_source(Source::Store(StoreSource::new(
-            Arc::new(SqliteUserStore::new(path)),
+            Backend::Blocking(Arc::new(SqliteUserStore::new(path))),
             Self::DEFAULT_REFRESH_INTERVAL,
             WerkzeugLimits::default(),
         )))

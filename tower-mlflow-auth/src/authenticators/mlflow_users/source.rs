@@ -12,11 +12,13 @@ use tower_mlflow_core::{
     sync::{Reloading, Snapshot},
 };
 
+#[cfg(feature = "mlflow-users-postgres")]
+use super::postgres::PostgresStore;
 use super::{
     super::revocation::{Listeners, Revoked},
     error::MlflowUsersError,
     limits::WerkzeugLimits,
-    store::UserStore,
+    store::{UserRecord, UserStore},
     table::{UserTable, warn_about_new_invalid_users},
 };
 
@@ -40,8 +42,41 @@ impl TableRef {
     }
 }
 
+/// Where a store's rows are read: a blocking [`UserStore`] on tokio's blocking pool, or an
+/// async client on the runtime itself.
+pub(super) enum Backend {
+    Blocking(Arc<dyn UserStore>),
+    #[cfg(feature = "mlflow-users-postgres")]
+    Postgres(Arc<PostgresStore>),
+}
+
+impl Backend {
+    async fn read(&self) -> Result<Vec<UserRecord>, MlflowUsersError> {
+        match self {
+            Self::Blocking(store) => {
+                let store = Arc::clone(store);
+                run_blocking(move || store.load().map_err(MlflowUsersError::Store))
+                    .await
+                    .unwrap_or(Err(MlflowUsersError::TaskFailed))
+            }
+            #[cfg(feature = "mlflow-users-postgres")]
+            Self::Postgres(store) => store.load().await.map_err(MlflowUsersError::Store),
+        }
+    }
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Blocking(store) => store.fmt(f),
+            #[cfg(feature = "mlflow-users-postgres")]
+            Self::Postgres(store) => store.fmt(f),
+        }
+    }
+}
+
 pub(super) struct StoreSource {
-    store: Arc<dyn UserStore>,
+    store: Backend,
     refresh_interval: Duration,
     limits: WerkzeugLimits,
     table: Reloading<UserTable, MlflowUsersError>,
@@ -114,11 +149,7 @@ pub(super) async fn watch(source: Weak<Source>) {
 }
 
 impl StoreSource {
-    pub(super) fn new(
-        store: Arc<dyn UserStore>,
-        refresh_interval: Duration,
-        limits: WerkzeugLimits,
-    ) -> Self {
+    pub(super) fn new(store: Backend, refresh_interval: Duration, limits: WerkzeugLimits) -> Self {
         Self {
             store,
             refresh_interval,
@@ -158,16 +189,14 @@ impl StoreSource {
         left.max(MIN_WATCH_PAUSE)
     }
 
-    /// Reads and parses the store on the blocking pool. After a failure the previous table
-    /// is not used any more: authentications fail until a load succeeds.
+    /// Reads and parses the store (parsing runs no hash, so it is cheap). After a failure the
+    /// previous table is not used any more: authentications fail until a load succeeds.
     async fn load(&self) -> Result<UserTable, MlflowUsersError> {
-        let (store, limits) = (Arc::clone(&self.store), self.limits);
-        let loaded = run_blocking(move || {
-            let records = store.load().map_err(MlflowUsersError::Store)?;
-            Ok(UserTable::parse(records, &limits))
-        })
-        .await
-        .unwrap_or(Err(MlflowUsersError::TaskFailed));
+        let loaded = self
+            .store
+            .read()
+            .await
+            .map(|records| UserTable::parse(records, &self.limits));
         match &loaded {
             Ok(table) => {
                 let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);

@@ -12,8 +12,9 @@ use secrecy::SecretString;
 /// in memory in between. So a store is one query, and verification never waits on the
 /// database. MLflow's `users` table is small (one row per account), so a full read is cheap.
 ///
-/// Implement it for another database (PostgreSQL, MySQL) with that database's blocking
-/// client, running `SELECT username, password_hash, is_admin FROM users`.
+/// Implement it for another database (MySQL, say) with that database's blocking client,
+/// running `SELECT username, password_hash, is_admin FROM users`. PostgreSQL has a built-in
+/// async reader: `MlflowUsersBuilder::postgres` (feature `mlflow-users-postgres`).
 ///
 /// ```
 /// use tower_mlflow_auth::authenticators::{MlflowUsers, UserRecord, UserStore, UserStoreError};

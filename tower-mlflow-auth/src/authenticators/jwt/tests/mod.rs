@@ -27,6 +27,7 @@ use super::{ClaimPath, Jwt, JwtAlgorithm, JwtBuildError, JwtBuilder, JwtErrorKin
 use crate::{Authenticator, Authorization, Challenge, Credentials, Scheme};
 
 mod builder;
+mod cache;
 mod claims;
 mod discovery;
 mod refresh;
@@ -238,6 +239,27 @@ impl JwksServer {
 
     fn hits(&self) -> usize {
         self.jwks_hits.load(Ordering::SeqCst)
+    }
+
+    /// Waits (up to 5 s) for the JWKS to have been fetched `n` times by background tasks;
+    /// whether it was.
+    async fn await_hits(&self, n: usize) -> bool {
+        for _ in 0..100 {
+            if self.hits() >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.hits() >= n
+    }
+
+    /// An authenticator whose keys are always due for a refresh, retried at once.
+    fn always_due(&self) -> Jwt {
+        self.builder()
+            .refresh_interval(Duration::ZERO)
+            .retry_interval(Duration::ZERO)
+            .build()
+            .unwrap()
     }
 
     /// A builder for this server's issuer, audience and JWKS URL.

@@ -213,21 +213,9 @@ async fn slow_server_times_out() {
 #[tokio::test]
 async fn stale_keys_are_refreshed_in_the_background() {
     let server = rsa_server();
-    let jwt = server
-        .builder()
-        .refresh_interval(Duration::ZERO)
-        .retry_interval(Duration::ZERO)
-        .build()
-        .unwrap();
+    let jwt = server.always_due();
     let t = rs256(&claims(&server));
     assert!(accepts(&jwt, &t).await.is_some());
     assert!(accepts(&jwt, &t).await.is_some());
-    // Wait (bounded) for the spawned refresh to land.
-    for _ in 0..100 {
-        if server.hits() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(server.hits() >= 2);
+    assert!(server.await_hits(2).await, "the spawned refresh lands");
 }
