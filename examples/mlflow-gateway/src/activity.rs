@@ -30,8 +30,10 @@ pub(crate) struct Activity {
     in_flight: AtomicUsize,
     seen_request: AtomicBool,
     idle_since: Mutex<Instant>,
-    /// Wakes the connection's timer when a request starts or ends, so a deadline computed
-    /// before is replaced.
+    /// Wakes the connection's timer when the first request starts: the limit changes from
+    /// `header_timeout` to `idle_timeout`, which may be shorter. Later starts and ends need
+    /// no wake-up (two task switches a request): they only move the true expiry later than
+    /// any deadline computed before, and the timer looks again when that deadline passes.
     changed: Notify,
 }
 
@@ -77,15 +79,16 @@ impl Activity {
             && self.idle_since().elapsed() >= self.limit(limits)
     }
 
-    /// Resolves when a request has started or ended since the last call.
+    /// Resolves once the first request has started.
     pub(crate) async fn changed(&self) {
         self.changed.notified().await;
     }
 
     fn start(self: &Arc<Self>) -> InFlight {
-        self.seen_request.store(true, Ordering::Release);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.changed.notify_one();
+        if !self.seen_request.swap(true, Ordering::AcqRel) {
+            self.changed.notify_one();
+        }
         InFlight(self.clone())
     }
 }
@@ -102,7 +105,6 @@ impl Drop for InFlight {
                 .idle_since
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
-            self.0.changed.notify_one();
         }
     }
 }
@@ -209,17 +211,35 @@ mod tests {
         assert!(activity.expired(&limits));
     }
 
-    #[tokio::test]
-    async fn starting_and_ending_a_request_wake_the_timer() {
+    #[tokio::test(start_paused = true)]
+    async fn only_the_first_request_wakes_the_timer_and_no_deadline_is_late() {
         let activity = Activity::new();
-        let request = activity.start();
+        let limits = Limits {
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        };
+        let before_any = activity.deadline(&limits);
+        let first = activity.start();
         tokio::time::timeout(Duration::from_secs(5), activity.changed())
             .await
-            .expect("start did not notify");
-        drop(request);
-        tokio::time::timeout(Duration::from_secs(5), activity.changed())
-            .await
-            .expect("end did not notify");
+            .expect("the first request did not wake the timer");
+        // Recomputed after the wake-up: the shorter idle timeout applies.
+        let in_flight = activity.deadline(&limits);
+        assert!(in_flight < before_any);
+
+        tokio::time::advance(Duration::from_millis(500)).await;
+        drop(first);
+        let second = activity.start();
+        let woken = tokio::time::timeout(Duration::from_secs(5), activity.changed()).await;
+        assert!(woken.is_err(), "a later request woke the timer");
+        drop(second);
+        // A deadline computed earlier comes before the true expiry; the timer then looks
+        // again and finds the connection not yet expired.
+        assert!(in_flight <= Instant::now() + limits.idle_timeout);
+        assert!(!activity.expired(&limits));
+        tokio::time::advance(limits.idle_timeout).await;
+        assert!(activity.expired(&limits));
     }
 
     #[tokio::test(start_paused = true)]

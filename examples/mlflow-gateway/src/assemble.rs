@@ -7,17 +7,21 @@ use std::{
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use secrecy::{ExposeSecret as _, SecretString};
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, util::BoxCloneService};
 use tower_mlflow_auth::{
-    AuthLayer, BoxAuthenticator, InvalidRealm, OriginCheckLayer,
-    authenticators::{Cached, Htpasswd, Jwt, MlflowUsers},
+    AuthLayer, Authenticator as _, BoxAuthenticator, InvalidRealm, OriginCheckLayer,
+    authenticators::{Cached, Htpasswd, Jwt, MlflowUsers, MlflowUsersBuilder},
     first_of,
+    throttle::{ThrottleBuildError, ThrottleLayer, ThrottleReleaseLayer},
 };
-use tower_mlflow_core::BoxError;
+use tower_mlflow_core::{BoxError, http::HttpClient};
 
 use crate::{
-    config::{Config, ConfigError},
+    assertion::{self, Asserter, AssertionSecretError},
+    config::{Config, ConfigError, MlflowAuthDb},
+    forwarded::ClientIpKey,
     proxy::{Proxy, ProxyBody, UpstreamRoots},
     server,
     tls::{TlsFilesError, TlsListener},
@@ -31,6 +35,8 @@ pub struct Gateway {
     service: BoxCloneService<Request<Incoming>, Response<ProxyBody>, Infallible>,
     config: Config,
     tls: Option<TlsListener>,
+    /// With delegation: the client for the start-up check that MLflow refuses unsigned requests.
+    upstream_check: Option<HttpClient>,
 }
 
 impl Gateway {
@@ -42,6 +48,12 @@ impl Gateway {
     /// Serves until `shutdown` resolves, then drains open connections (up to 30 s).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let follower = self.tls.clone().map(|tls| tokio::spawn(tls.follow_files()));
+        if let Some(client) = self.upstream_check {
+            tokio::spawn(assertion::check_upstream_refuses_unsigned(
+                client,
+                self.config.upstream.clone(),
+            ));
+        }
         tracing::info!(
             listen = %self.local_addr,
             upstream = %self.config.upstream,
@@ -88,7 +100,20 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
         proxy = proxy
             .with_upstream_roots(UpstreamRoots::from_pem(&pem).map_err(|e| upstream_ca(e.into()))?);
     }
-    let layer = AuthLayer::new(authenticator(config).await?)
+    let upstream_check = match &config.mlflow_assertion_secret_file {
+        Some(path) => {
+            let asserter = Asserter::from_file(path).map_err(AssembleError::AssertionSecret)?;
+            proxy = proxy.with_assertion(asserter, config.mlflow_admin_group.is_some());
+            Some(upstream_check_client(config)?)
+        }
+        None => None,
+    };
+    let authenticator = authenticator(config).await?;
+    let throttle = throttle(config, &authenticator)?;
+    // The proxy's own 401 (a subject that cannot go in the user header) challenges like the
+    // layer's.
+    proxy = proxy.with_challenges(&config.realm, authenticator.challenges());
+    let layer = AuthLayer::new(authenticator)
         .with_realm(&config.realm)
         .map_err(AssembleError::Realm)?
         .with_exemptions(config.exemptions().map_err(AssembleError::Config)?);
@@ -108,20 +133,40 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
     let origin_check = config
         .origin_check(local_addr)
         .map_err(AssembleError::Config)?;
-    let service = BoxCloneService::new(edge(origin_check, layer, proxy));
+    let service = BoxCloneService::new(edge(origin_check, throttle, layer, proxy));
     Ok(Gateway {
         listener,
         local_addr,
         service,
         config: config.clone(),
         tls,
+        upstream_check,
     })
 }
 
+/// A client that trusts what the proxy trusts: `--upstream-ca` instead of the public roots.
+fn upstream_check_client(config: &Config) -> Result<HttpClient, AssembleError> {
+    let mut builder = HttpClient::builder().timeout(Duration::from_secs(10));
+    if let Some(path) = &config.upstream_ca {
+        let upstream_ca = |source: BoxError| AssembleError::UpstreamCa {
+            path: path.clone(),
+            source,
+        };
+        let pem = std::fs::read(path).map_err(|e| upstream_ca(e.into()))?;
+        builder = builder.ca_pem(pem).public_roots(false);
+        return builder.build().map_err(|e| upstream_ca(e.into()));
+    }
+    builder
+        .build()
+        .map_err(|e| AssembleError::UpstreamCheck(e.into()))
+}
+
 /// The tower stack: the origin check first, so that a cross-site request costs no password
-/// hash, then authentication, then the proxy.
+/// hash, then the failed-login throttle (a guesser's request costs none either), then
+/// authentication, then the proxy.
 fn edge(
     origin_check: OriginCheckLayer,
+    throttle: Option<ThrottleLayer<BoxAuthenticator, ClientIpKey>>,
     auth: AuthLayer<BoxAuthenticator>,
     proxy: Proxy,
 ) -> impl tower::Service<
@@ -136,7 +181,10 @@ fn edge(
         .map_response(|response: Response<EdgeBody>| response.map(|body| body.0))
         .layer(origin_check)
         .map_response(|response: Response<ProxyBody>| response.map(EdgeBody))
+        .option_layer(throttle)
         .layer(auth)
+        // Inside AuthLayer: an accepted request's token comes back before the upstream answers.
+        .layer(ThrottleReleaseLayer::new())
         .service(proxy)
 }
 
@@ -173,15 +221,13 @@ async fn authenticator(config: &Config) -> Result<BoxAuthenticator, AssembleErro
             })?;
         passwords.push(BoxAuthenticator::new(htpasswd));
     }
-    if let Some(path) = &config.mlflow_auth_db {
+    if let Some(db) = &config.mlflow_auth_db {
         let store_error = |source: BoxError| AssembleError::Store {
             what: StoreKind::MlflowUsers,
-            name: path.display().to_string(),
+            name: db.to_string(),
             source,
         };
-        let users = MlflowUsers::builder()
-            .refresh_interval(config.users_refresh)
-            .sqlite(path)
+        let users = mlflow_users(config, db)?
             .build()
             .map_err(|e| store_error(e.into()))?;
         users.refresh().await.map_err(|e| store_error(e.into()))?;
@@ -207,6 +253,9 @@ async fn authenticator(config: &Config) -> Result<BoxAuthenticator, AssembleErro
         let mut jwt = Jwt::builder()
             .issuer(&issuer.issuer)
             .audience(&issuer.audience);
+        if let Some(group) = &config.mlflow_admin_group {
+            jwt = jwt.admin_if_claim("groups", group.as_str());
+        }
         if let Some(path) = &issuer.ca_file {
             let pem = std::fs::read(path).map_err(|source| AssembleError::JwtCa {
                 path: path.clone(),
@@ -234,6 +283,53 @@ async fn authenticator(config: &Config) -> Result<BoxAuthenticator, AssembleErro
         .into_iter()
         .reduce(|chain, next| BoxAuthenticator::new(first_of(chain, next)))
         .ok_or(AssembleError::Config(ConfigError::NoAuthenticator))
+}
+
+/// The builder for `--mlflow-auth-db`, with the PostgreSQL password and CAs read from their
+/// files.
+fn mlflow_users(config: &Config, db: &MlflowAuthDb) -> Result<MlflowUsersBuilder, AssembleError> {
+    let builder = MlflowUsers::builder().refresh_interval(config.users_refresh);
+    let url = match db {
+        MlflowAuthDb::Sqlite(path) => return Ok(builder.sqlite(path)),
+        MlflowAuthDb::Postgres(url) => url,
+    };
+    let read = |flag, path: &PathBuf| {
+        std::fs::read(path).map_err(|source| AssembleError::MlflowAuthDbFile {
+            flag,
+            path: path.clone(),
+            source,
+        })
+    };
+    let mut builder = builder.postgres(url);
+    if let Some(path) = &config.mlflow_auth_db_password_file {
+        let bytes = read("--mlflow-auth-db-password-file", path)?;
+        let text = SecretString::from(String::from_utf8_lossy(&bytes).into_owned());
+        // The first line, as in a PGPASSFILE-style secret mount; the line end is no part of it.
+        let password = text.expose_secret().lines().next().unwrap_or_default();
+        builder = builder.postgres_password(SecretString::from(password));
+    }
+    if let Some(path) = &config.mlflow_auth_db_ca_file {
+        builder = builder.postgres_ca_pem(read("--mlflow-auth-db-ca-file", path)?);
+    }
+    Ok(builder)
+}
+
+/// The failed-login throttle (`--failed-login-limit`, 0: none), keyed by the client address
+/// after `--trusted-proxies`. It shares `authenticator` with the AuthLayer, so a credential in
+/// the verified cache always passes.
+fn throttle(
+    config: &Config,
+    authenticator: &BoxAuthenticator,
+) -> Result<Option<ThrottleLayer<BoxAuthenticator, ClientIpKey>>, AssembleError> {
+    if config.failed_login_limit == 0 {
+        return Ok(None);
+    }
+    let key = ClientIpKey::new(&config.trusted_proxies);
+    ThrottleLayer::builder(authenticator.clone(), key)
+        .per_minute(config.failed_login_limit)
+        .build()
+        .map(Some)
+        .map_err(AssembleError::Throttle)
 }
 
 /// How often the htpasswd file is checked for changes.
@@ -279,6 +375,15 @@ pub enum AssembleError {
         /// Why.
         source: BoxError,
     },
+    /// `--mlflow-auth-db-password-file` or `--mlflow-auth-db-ca-file` cannot be read.
+    MlflowAuthDbFile {
+        /// The flag.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// `--jwt-ca-file` cannot be read.
     JwtCa {
         /// The bundle.
@@ -286,6 +391,13 @@ pub enum AssembleError {
         /// Why.
         source: BoxError,
     },
+    /// `--mlflow-assertion-secret-file` cannot be used.
+    AssertionSecret(AssertionSecretError),
+    /// The client of the start-up check (does the upstream refuse unsigned requests?)
+    /// cannot be built.
+    UpstreamCheck(BoxError),
+    /// `--failed-login-limit` cannot be used.
+    Throttle(ThrottleBuildError),
     /// The listen address cannot be bound.
     Bind {
         /// The address.
@@ -316,6 +428,12 @@ impl fmt::Display for AssembleError {
             Self::JwtCa { path, .. } => {
                 write!(f, "cannot read the --jwt-ca-file {}", path.display())
             }
+            Self::MlflowAuthDbFile { flag, path, .. } => {
+                write!(f, "cannot read the {flag} {}", path.display())
+            }
+            Self::AssertionSecret(error) => error.fmt(f),
+            Self::UpstreamCheck(_) => f.write_str("cannot build the upstream check's client"),
+            Self::Throttle(_) => f.write_str("invalid --failed-login-limit"),
             Self::Bind { addr, .. } => write!(f, "cannot listen on {addr}"),
         }
     }
@@ -328,10 +446,14 @@ impl std::error::Error for AssembleError {
             Self::Store { source, .. }
             | Self::Cache(source)
             | Self::UpstreamCa { source, .. }
-            | Self::JwtCa { source, .. } => Some(&**source),
+            | Self::JwtCa { source, .. }
+            | Self::UpstreamCheck(source) => Some(&**source),
             Self::Realm(error) => error.source(),
             Self::Tls(error) => error.source(),
+            Self::AssertionSecret(error) => error.source(),
+            Self::Throttle(error) => Some(error),
             Self::Bind { source, .. } => Some(source),
+            Self::MlflowAuthDbFile { source, .. } => Some(source),
         }
     }
 }

@@ -4,7 +4,10 @@
 use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use http::HeaderName;
-use tower_mlflow_auth::{ExemptionError, Exemptions, OriginCheckBuildError, OriginCheckLayer};
+use tower_mlflow_auth::{
+    ExemptionError, Exemptions, OriginCheckBuildError, OriginCheckLayer,
+    authenticators::{MlflowUsers, MlflowUsersBuildError},
+};
 
 use crate::proxy::TrustedProxy;
 use crate::proxy::Upstream;
@@ -27,14 +30,21 @@ pub struct Config {
     pub public_urls: Vec<String>,
     /// An Apache htpasswd file.
     pub htpasswd: Option<PathBuf>,
-    /// MLflow's `basic_auth.db`.
-    pub mlflow_auth_db: Option<PathBuf>,
+    /// MLflow's user database: its SQLite `basic_auth.db` or a PostgreSQL URL.
+    pub mlflow_auth_db: Option<MlflowAuthDb>,
+    /// The file holding the PostgreSQL password of a `postgresql://` `mlflow_auth_db`.
+    pub mlflow_auth_db_password_file: Option<PathBuf>,
+    /// Extra CAs for a `postgresql://` `mlflow_auth_db`'s certificate (PEM bundle).
+    pub mlflow_auth_db_ca_file: Option<PathBuf>,
     /// How often the MLflow user database is re-read.
     pub users_refresh: Duration,
     /// Bearer JWTs from an OIDC issuer.
     pub jwt: Option<JwtIssuer>,
     /// How long a verified password stays cached; zero turns the cache off.
     pub cache_ttl: Duration,
+    /// Failed logins per minute and client address (`--failed-login-limit`), the burst the
+    /// same; zero turns throttling off.
+    pub failed_login_limit: u32,
     /// The realm of the `WWW-Authenticate` challenge.
     pub realm: String,
     /// Exact paths that need no authentication.
@@ -49,6 +59,13 @@ pub struct Config {
     pub forward_authorization: bool,
     /// Peers whose forwarding headers are believed (`--trusted-proxies`); default none.
     pub trusted_proxies: Vec<TrustedProxy>,
+    /// The secret shared with MLflow's `mlflow_gateway_auth` (`--mlflow-assertion-secret-file`):
+    /// each authenticated request carries a signed assertion of its user, and MLflow's
+    /// basic-auth app judges the permissions. `None`: delegation off.
+    pub mlflow_assertion_secret_file: Option<PathBuf>,
+    /// JWT users whose `groups` claim holds this group are MLflow admins, the others are not
+    /// (`--mlflow-admin-group`; needs the assertion secret and a JWT issuer).
+    pub mlflow_admin_group: Option<String>,
     /// Limits on clients and the upstream.
     pub limits: Limits,
 }
@@ -120,6 +137,89 @@ impl JwtIssuer {
     }
 }
 
+/// MLflow's user database (`--mlflow-auth-db`): a SQLite file or a PostgreSQL URL.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MlflowAuthDb {
+    /// The path of MLflow's SQLite `basic_auth.db`.
+    Sqlite(PathBuf),
+    /// A `postgresql://` or `postgres://` URL (or MLflow's `postgresql+DRIVER://`); its
+    /// password comes from a file, never the URL.
+    Postgres(String),
+}
+
+impl MlflowAuthDb {
+    /// Whether a PostgreSQL URL carries a password, in its user info or a `password=`
+    /// parameter (the last `@` ends the user info, as for the library's redaction).
+    fn has_password(&self) -> bool {
+        let Self::Postgres(url) = self else {
+            return false;
+        };
+        let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+        let userinfo = after_scheme.rsplit_once('@').map_or("", |(info, _)| info);
+        userinfo.contains(':')
+            || url
+                .split(['?', '&'])
+                .skip(1)
+                .any(|param| param.starts_with("password="))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let Self::Postgres(url) = self else {
+            return Ok(());
+        };
+        if self.has_password() {
+            return Err(ConfigError::MlflowAuthDbPassword);
+        }
+        // Opens nothing: checks the URL and the TLS rule.
+        MlflowUsers::builder()
+            .postgres(url)
+            .build()
+            .map(drop)
+            .map_err(|source| ConfigError::MlflowAuthDbUrl { source })
+    }
+}
+
+impl std::str::FromStr for MlflowAuthDb {
+    type Err = std::convert::Infallible;
+
+    /// A `postgresql://`, `postgres://` or `postgresql+DRIVER://` URL, else a path.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let postgres = ["postgresql://", "postgres://", "postgresql+"]
+            .iter()
+            .any(|scheme| s.starts_with(scheme));
+        Ok(if postgres {
+            Self::Postgres(s.to_owned())
+        } else {
+            Self::Sqlite(s.into())
+        })
+    }
+}
+
+impl fmt::Display for MlflowAuthDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(path) => path.display().fmt(f),
+            Self::Postgres(_) if self.has_password() => {
+                f.write_str("a PostgreSQL URL with a password (not shown)")
+            }
+            Self::Postgres(url) => f.write_str(url),
+        }
+    }
+}
+
+impl fmt::Debug for MlflowAuthDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let variant = match self {
+            Self::Sqlite(_) => "Sqlite",
+            Self::Postgres(_) => "Postgres",
+        };
+        f.debug_tuple(variant)
+            .field(&format_args!("{self}"))
+            .finish()
+    }
+}
+
 /// Timeouts and the connection cap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -159,6 +259,8 @@ impl Default for Limits {
 impl Config {
     /// Default `cache_ttl`: 60 s.
     pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
+    /// Default `failed_login_limit`: 20 a minute.
+    pub const DEFAULT_FAILED_LOGIN_LIMIT: u32 = 20;
     /// Default `users_refresh`: 30 s.
     pub const DEFAULT_USERS_REFRESH: Duration = Duration::from_secs(30);
 
@@ -173,9 +275,12 @@ impl Config {
             public_urls: Vec::new(),
             htpasswd: None,
             mlflow_auth_db: None,
+            mlflow_auth_db_password_file: None,
+            mlflow_auth_db_ca_file: None,
             users_refresh: Self::DEFAULT_USERS_REFRESH,
             jwt: None,
             cache_ttl: Self::DEFAULT_CACHE_TTL,
+            failed_login_limit: Self::DEFAULT_FAILED_LOGIN_LIMIT,
             realm: "mlflow".into(),
             exempt: Vec::new(),
             exempt_prefix: Vec::new(),
@@ -183,6 +288,8 @@ impl Config {
             user_header: HeaderName::from_static("x-forwarded-user"),
             forward_authorization: false,
             trusted_proxies: Vec::new(),
+            mlflow_assertion_secret_file: None,
+            mlflow_admin_group: None,
             limits: Limits::default(),
         }
     }
@@ -211,6 +318,22 @@ impl Config {
         if let Some(jwt) = &self.jwt {
             jwt.validate()?;
         }
+        let postgres = matches!(self.mlflow_auth_db, Some(MlflowAuthDb::Postgres(_)));
+        for (flag, given) in [
+            (
+                "--mlflow-auth-db-password-file",
+                &self.mlflow_auth_db_password_file,
+            ),
+            ("--mlflow-auth-db-ca-file", &self.mlflow_auth_db_ca_file),
+        ] {
+            if given.is_some() && !postgres {
+                return Err(ConfigError::MlflowAuthDbNotPostgres { flag });
+            }
+        }
+        if let Some(db) = &self.mlflow_auth_db {
+            db.validate()?;
+        }
+        self.validate_delegation()?;
         self.exemptions()?;
         if !self.public_urls.is_empty() {
             self.origin_check(self.listen)?;
@@ -239,6 +362,24 @@ impl Config {
         builder
             .build()
             .map_err(|source| ConfigError::PublicUrl { source })
+    }
+
+    /// Delegation to MLflow's permissions: the password stays at the gateway, and an admin
+    /// group needs both the assertion and a token to read groups from.
+    fn validate_delegation(&self) -> Result<(), ConfigError> {
+        let delegating = self.mlflow_assertion_secret_file.is_some();
+        if delegating && self.forward_authorization {
+            return Err(ConfigError::ForwardAuthorizationWithDelegation);
+        }
+        if let Some(group) = &self.mlflow_admin_group {
+            if !delegating || self.jwt.is_none() {
+                return Err(ConfigError::AdminGroupWithoutDelegation);
+            }
+            if group.is_empty() {
+                return Err(ConfigError::EmptyAdminGroup);
+            }
+        }
+        Ok(())
     }
 
     /// The exemptions the configuration asks for.
@@ -290,11 +431,32 @@ pub enum ConfigError {
     },
     /// `--jwt-ca-file` with a plain-http issuer.
     JwtCaWithoutHttps,
+    /// A `postgresql://` `--mlflow-auth-db` with a password in it, which `ps` and logs would
+    /// show; it belongs in `--mlflow-auth-db-password-file`.
+    MlflowAuthDbPassword,
+    /// `--mlflow-auth-db-password-file` or `--mlflow-auth-db-ca-file` with a SQLite
+    /// `--mlflow-auth-db`.
+    MlflowAuthDbNotPostgres {
+        /// The flag.
+        flag: &'static str,
+    },
+    /// A `postgresql://` `--mlflow-auth-db` that cannot be used.
+    MlflowAuthDbUrl {
+        /// Why, naming the URL.
+        source: MlflowUsersBuildError,
+    },
     /// A `--public-url` that is not an `http(s)` URL with a host.
     PublicUrl {
         /// Why, naming the URL.
         source: OriginCheckBuildError,
     },
+    /// `--forward-authorization` with `--mlflow-assertion-secret-file`: with delegation the
+    /// user's credentials stay at the gateway.
+    ForwardAuthorizationWithDelegation,
+    /// `--mlflow-admin-group` without `--mlflow-assertion-secret-file` and `--jwt-issuer`.
+    AdminGroupWithoutDelegation,
+    /// `--mlflow-admin-group ""`.
+    EmptyAdminGroup,
     /// An `--exempt` or `--exempt-prefix` path that cannot be used.
     Exemption {
         /// The path as given.
@@ -322,6 +484,23 @@ impl fmt::Display for ConfigError {
                  host: anyone on the path could substitute the keys)"
             ),
             Self::JwtCaWithoutHttps => f.write_str("--jwt-ca-file needs an https:// --jwt-issuer"),
+            Self::MlflowAuthDbPassword => f.write_str(
+                "--mlflow-auth-db must not contain a password (ps and logs show it): put it \
+                 in a file given with --mlflow-auth-db-password-file",
+            ),
+            Self::MlflowAuthDbNotPostgres { flag } => {
+                write!(f, "{flag} needs a postgresql:// --mlflow-auth-db")
+            }
+            Self::MlflowAuthDbUrl { .. } => f.write_str("invalid --mlflow-auth-db"),
+            Self::ForwardAuthorizationWithDelegation => f.write_str(
+                "--forward-authorization cannot be combined with --mlflow-assertion-secret-file \
+                 (with delegation MLflow trusts the assertion; credentials stay at the gateway)",
+            ),
+            Self::AdminGroupWithoutDelegation => f.write_str(
+                "--mlflow-admin-group needs --mlflow-assertion-secret-file and --jwt-issuer \
+                 (groups come from the tokens' `groups` claim)",
+            ),
+            Self::EmptyAdminGroup => f.write_str("--mlflow-admin-group must not be empty"),
             Self::Exemption { path, .. } => write!(f, "invalid exemption {path:?}"),
             Self::PublicUrl { source } => match source {
                 OriginCheckBuildError::InvalidOrigin { input, .. } => {
@@ -338,6 +517,7 @@ impl std::error::Error for ConfigError {
         match self {
             Self::Exemption { source, .. } => Some(source),
             Self::PublicUrl { source } => Some(source),
+            Self::MlflowAuthDbUrl { source } => Some(source),
             _ => None,
         }
     }
@@ -468,6 +648,32 @@ mod tests {
         issuer.issuer = "https://idp.internal".into();
         config.jwt = Some(issuer);
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn delegation_keeps_credentials_and_needs_groups_from_tokens() {
+        let mut config = config();
+        config.mlflow_admin_group = Some("mlflow-admins".into());
+        assert!(matches!(
+            config.validate().unwrap_err(),
+            ConfigError::AdminGroupWithoutDelegation
+        ));
+        config.mlflow_assertion_secret_file = Some("/etc/assertion".into());
+        let error = config.validate().unwrap_err();
+        assert!(error.to_string().contains("--jwt-issuer"), "{error}");
+        config.jwt = Some(JwtIssuer::new("https://idp.example.com", "mlflow"));
+        config.validate().unwrap();
+        config.mlflow_admin_group = Some(String::new());
+        assert!(matches!(
+            config.validate().unwrap_err(),
+            ConfigError::EmptyAdminGroup
+        ));
+        config.mlflow_admin_group = None;
+        config.forward_authorization = true;
+        assert!(matches!(
+            config.validate().unwrap_err(),
+            ConfigError::ForwardAuthorizationWithDelegation
+        ));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use clap::Parser;
 use http::HeaderName;
 
 use crate::{
-    config::{Config, ConfigError, JwtIssuer, Limits, TlsFiles},
+    config::{Config, ConfigError, JwtIssuer, Limits, MlflowAuthDb, TlsFiles},
     proxy::{TrustedProxy, Upstream},
 };
 
@@ -50,10 +50,24 @@ pub struct Flags {
     #[arg(long, value_name = "FILE")]
     pub htpasswd: Option<PathBuf>,
 
-    /// MLflow's own user database (the SQLite basic_auth.db of `mlflow server --app-name
-    /// basic-auth`), opened read-only; changes are picked up within --users-refresh seconds.
-    #[arg(long = "mlflow-auth-db", value_name = "PATH")]
-    pub mlflow_auth_db: Option<PathBuf>,
+    /// MLflow's own user database (the `database_uri` of `mlflow server --app-name
+    /// basic-auth`): the path of its SQLite basic_auth.db, opened read-only, or a
+    /// postgresql:// (or postgres://, postgresql+psycopg2://) URL without a password, such as
+    /// postgresql://mlflow@db.internal:5432/mlflow_auth. Changes are picked up within
+    /// --users-refresh seconds. PostgreSQL off this machine needs TLS (sslmode=disable only
+    /// to loopback or a Unix socket).
+    #[arg(long = "mlflow-auth-db", value_name = "PATH|URL")]
+    pub mlflow_auth_db: Option<MlflowAuthDb>,
+
+    /// File holding the PostgreSQL password of a postgresql:// --mlflow-auth-db (its first
+    /// line; read at start). A password never goes in the URL, which ps and logs show.
+    #[arg(long, value_name = "FILE", requires = "mlflow_auth_db")]
+    pub mlflow_auth_db_password_file: Option<PathBuf>,
+
+    /// PEM bundle of extra CAs trusted for a postgresql:// --mlflow-auth-db's certificate
+    /// (added to the webpki public roots), for a server behind a private CA.
+    #[arg(long, value_name = "FILE", requires = "mlflow_auth_db")]
+    pub mlflow_auth_db_ca_file: Option<PathBuf>,
 
     /// Accept bearer JWTs from this OIDC issuer (keys from its discovery document): an
     /// https URL, or plain http to a loopback host only.
@@ -104,10 +118,33 @@ pub struct Flags {
     #[arg(long, value_name = "CIDR", value_delimiter = ',')]
     pub trusted_proxies: Vec<TrustedProxy>,
 
+    /// Delegate permissions to MLflow's basic-auth app (default: off): every authenticated
+    /// request carries a signed assertion of its user (X-MLflow-Gateway-Assertion, HMAC-SHA256
+    /// with the secret in this file, at least 32 bytes), checked by the mlflow_gateway_auth
+    /// package (examples/mlflow-gateway/python) that MLflow names in its basic_auth.ini;
+    /// MLflow creates unknown users on first sight. The client's Authorization is never
+    /// forwarded. At start-up the gateway checks that the upstream refuses unsigned requests.
+    #[arg(long, value_name = "FILE", conflicts_with = "forward_authorization")]
+    pub mlflow_assertion_secret_file: Option<PathBuf>,
+
+    /// With --mlflow-assertion-secret-file and --jwt-issuer: JWT users whose `groups` claim
+    /// holds G are made MLflow admins, the other JWT users non-admins (default: MLflow's
+    /// is_admin is left as it is). Password users keep MLflow's is_admin.
+    #[arg(long, value_name = "G", requires_all = ["mlflow_assertion_secret_file", "jwt_issuer"])]
+    pub mlflow_admin_group: Option<String>,
+
     /// Seconds a verified password stays cached (0 disables the cache). Wrong passwords are
     /// never cached.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub cache_ttl: u64,
+
+    /// Failed logins (wrong password or token) a client address may have per minute, with a
+    /// burst of as many (0 disables). Beyond it, credentials not in the verified cache get
+    /// 429 with Retry-After, without a password check; cached users from the same address
+    /// keep working. Counted per address after --trusted-proxies (IPv6 per /64), in memory
+    /// per process: each replica counts on its own.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub failed_login_limit: u32,
 
     /// Seconds between re-reads of --mlflow-auth-db.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
@@ -121,6 +158,8 @@ pub struct Flags {
 
     /// Seconds a connection without a request in flight stays open (keep-alive). HTTP/2
     /// connections are also pinged at this interval and closed if the pings go unanswered.
+    /// An upgraded connection (WebSocket) is closed after this long without a byte in
+    /// either direction.
     #[arg(long, value_name = "SECS", default_value_t = 75)]
     pub idle_timeout: u64,
 
@@ -129,8 +168,8 @@ pub struct Flags {
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub upstream_timeout: u64,
 
-    /// Client connections open at once at most; beyond it, new connections wait in the
-    /// kernel's backlog until one closes.
+    /// Client connections open at once at most, upgraded ones (WebSocket) included; beyond
+    /// it, new connections wait in the kernel's backlog until one closes.
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub max_connections: usize,
 }
@@ -147,6 +186,8 @@ impl Flags {
         config.public_urls = self.public_urls;
         config.htpasswd = self.htpasswd;
         config.mlflow_auth_db = self.mlflow_auth_db;
+        config.mlflow_auth_db_password_file = self.mlflow_auth_db_password_file;
+        config.mlflow_auth_db_ca_file = self.mlflow_auth_db_ca_file;
         config.users_refresh = Duration::from_secs(self.users_refresh);
         config.jwt = match (self.jwt_issuer, self.jwt_audience) {
             (Some(issuer), Some(audience)) => Some(JwtIssuer {
@@ -156,6 +197,7 @@ impl Flags {
             _ => None,
         };
         config.cache_ttl = Duration::from_secs(self.cache_ttl);
+        config.failed_login_limit = self.failed_login_limit;
         config.realm = self.realm;
         config.exempt = self.exempt;
         config.exempt_prefix = self.exempt_prefix;
@@ -163,6 +205,8 @@ impl Flags {
         config.user_header = self.user_header;
         config.forward_authorization = self.forward_authorization;
         config.trusted_proxies = self.trusted_proxies;
+        config.mlflow_assertion_secret_file = self.mlflow_assertion_secret_file;
+        config.mlflow_admin_group = self.mlflow_admin_group;
         config.limits = Limits {
             header_timeout: Duration::from_secs(self.header_timeout),
             idle_timeout: Duration::from_secs(self.idle_timeout),
@@ -196,6 +240,10 @@ mod tests {
         let config = parse(&["--htpasswd", "/etc/htpasswd"]).unwrap();
         assert_eq!(config.limits, Limits::default());
         assert_eq!(config.cache_ttl, Config::DEFAULT_CACHE_TTL);
+        assert_eq!(
+            config.failed_login_limit,
+            Config::DEFAULT_FAILED_LOGIN_LIMIT
+        );
         assert_eq!(config.users_refresh, Config::DEFAULT_USERS_REFRESH);
         assert_eq!(config.user_header, "x-forwarded-user");
         assert!(config.tls.is_none());
@@ -212,8 +260,10 @@ mod tests {
             "--tls-cert=/c",
             "--tls-key=/k",
             "--cache-ttl=0",
+            "--failed-login-limit=0",
         ])
         .unwrap();
+        assert_eq!(config.failed_login_limit, 0);
         let limits = config.limits;
         assert_eq!(limits.header_timeout, Duration::from_secs(1));
         assert_eq!(limits.idle_timeout, Duration::from_secs(2));
@@ -310,6 +360,87 @@ mod tests {
             "--jwt-ca-file=/ca.pem",
         ];
         assert!(Flags::try_parse_from(args).is_err());
+    }
+
+    #[test]
+    fn delegation_flags_reach_the_config() {
+        let config = parse(&[
+            "--jwt-issuer=https://idp",
+            "--jwt-audience=a",
+            "--mlflow-assertion-secret-file=/run/secrets/assertion",
+            "--mlflow-admin-group=mlflow-admins",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.mlflow_assertion_secret_file.unwrap().to_str(),
+            Some("/run/secrets/assertion")
+        );
+        assert_eq!(config.mlflow_admin_group.as_deref(), Some("mlflow-admins"));
+        let base = [
+            "mlflow-gateway",
+            "--listen=127.0.0.1:1",
+            "--upstream=http://127.0.0.1:2",
+        ];
+        let with = |extra: &[&str]| Flags::try_parse_from(base.iter().chain(extra)).is_ok();
+        assert!(!with(&["--htpasswd=/h", "--mlflow-admin-group=g"]));
+        assert!(!with(&[
+            "--htpasswd=/h",
+            "--mlflow-assertion-secret-file=/s",
+            "--forward-authorization"
+        ]));
+        assert!(with(&[
+            "--htpasswd=/h",
+            "--mlflow-assertion-secret-file=/s"
+        ]));
+    }
+
+    #[test]
+    fn mlflow_auth_db_is_a_path_or_a_postgres_url() {
+        let sqlite = parse(&["--mlflow-auth-db=/srv/basic_auth.db"]).unwrap();
+        assert_eq!(
+            sqlite.mlflow_auth_db,
+            Some(MlflowAuthDb::Sqlite("/srv/basic_auth.db".into()))
+        );
+        let url = "postgresql://mlflow@db.internal/auth";
+        let postgres = parse(&[
+            &format!("--mlflow-auth-db={url}"),
+            "--mlflow-auth-db-password-file=/run/secrets/pg",
+            "--mlflow-auth-db-ca-file=/etc/pg-ca.pem",
+        ])
+        .unwrap();
+        assert_eq!(
+            postgres.mlflow_auth_db,
+            Some(MlflowAuthDb::Postgres(url.into()))
+        );
+        let password_file = postgres.mlflow_auth_db_password_file.unwrap();
+        assert_eq!(password_file.to_str(), Some("/run/secrets/pg"));
+        assert!(postgres.mlflow_auth_db_ca_file.is_some());
+        let local = parse(&["--mlflow-auth-db=postgres://m@127.0.0.1/auth?sslmode=disable"]);
+        assert!(matches!(
+            local.unwrap().mlflow_auth_db,
+            Some(MlflowAuthDb::Postgres(_))
+        ));
+    }
+
+    #[test]
+    fn mlflow_auth_db_refusals_never_show_a_password() {
+        let err = parse(&["--mlflow-auth-db=postgresql://mlflow:hunter2@db/auth"]).unwrap_err();
+        assert!(matches!(err, ConfigError::MlflowAuthDbPassword));
+        assert!(!format!("{err} {err:?}").contains("hunter2"));
+        let in_query = parse(&["--mlflow-auth-db=postgresql://db/auth?user=m&password=hunter2"]);
+        assert!(matches!(in_query, Err(ConfigError::MlflowAuthDbPassword)));
+        let shown = MlflowAuthDb::Postgres("postgres://m:hunter2@db/auth".into());
+        assert!(!format!("{shown} {shown:?}").contains("hunter2"));
+        assert!(matches!(
+            parse(&["--mlflow-auth-db=/db", "--mlflow-auth-db-password-file=/p"]),
+            Err(ConfigError::MlflowAuthDbNotPostgres {
+                flag: "--mlflow-auth-db-password-file"
+            })
+        ));
+        assert!(matches!(
+            parse(&["--mlflow-auth-db=postgresql://m@db.internal/auth?sslmode=disable"]),
+            Err(ConfigError::MlflowAuthDbUrl { .. })
+        ));
     }
 
     #[test]

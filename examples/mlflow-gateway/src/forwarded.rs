@@ -1,10 +1,18 @@
 //! The forwarding headers (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`): what a client may
 //! claim about the connection, and what the gateway tells the upstream instead.
 
-use std::{fmt, net::IpAddr, str::FromStr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    str::FromStr,
+    sync::Arc,
+};
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, request::Parts};
 use ipnet::IpNet;
+use tower_mlflow_auth::throttle::{ClientKey, IpKey};
+
+use crate::proxy::PeerAddr;
 
 /// A network whose peers are proxies allowed to pass on the forwarding headers they received
 /// (`--trusted-proxies`): a CIDR such as `10.0.0.0/8` or `fd00::/8`, or a single address.
@@ -57,6 +65,11 @@ impl fmt::Display for InvalidTrustedProxy {
 
 impl std::error::Error for InvalidTrustedProxy {}
 
+// The names the gateway writes, as names: a string is parsed into a name on every use.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// The headers through which a client describes the connection, lower case with `-`.
 const FORWARDING: [&str; 10] = [
     "forwarded",
@@ -71,17 +84,32 @@ const FORWARDING: [&str; 10] = [
     "x-rewrite-url",
 ];
 
-/// `name` as servers that map `_` to `-` (WSGI/ASGI environ) see it.
-pub(crate) fn normalized(name: &str) -> String {
-    name.replace('_', "-").to_ascii_lowercase()
+/// Whether two header names are the same once `_` is read as `-` (WSGI/ASGI environ) and
+/// case is ignored. Compared byte by byte: this runs for every header of every request.
+fn same_spelling(a: &str, b: &str) -> bool {
+    let fold = |byte: u8| {
+        if byte == b'_' {
+            b'-'
+        } else {
+            byte.to_ascii_lowercase()
+        }
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
 
 /// Removes every header whose name equals `name` once `_` is read as `-`.
 pub(crate) fn remove_all_spellings(headers: &mut HeaderMap, name: &str) {
-    let name = normalized(name);
+    remove_matching(headers, |candidate| same_spelling(candidate, name));
+}
+
+/// Removes every header whose name `matches`; allocates only when there is one to remove.
+fn remove_matching(headers: &mut HeaderMap, matches: impl Fn(&str) -> bool) {
+    if !headers.keys().any(|candidate| matches(candidate.as_str())) {
+        return;
+    }
     let matching: Vec<HeaderName> = headers
         .keys()
-        .filter(|candidate| normalized(candidate.as_str()) == name)
+        .filter(|candidate| matches(candidate.as_str()))
         .cloned()
         .collect();
     for candidate in matching {
@@ -114,11 +142,12 @@ pub(crate) fn rewrite(headers: &mut HeaderMap, hop: &Hop<'_>) {
             }
         }
     }
-    for name in FORWARDING {
-        remove_all_spellings(headers, name);
-    }
+    // One pass over the headers for all ten names.
+    remove_matching(headers, |candidate| {
+        FORWARDING.iter().any(|name| same_spelling(candidate, name))
+    });
     let earlier: Vec<&str> = kept
-        .get_all("x-forwarded-for")
+        .get_all(X_FORWARDED_FOR)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .collect();
@@ -133,26 +162,144 @@ pub(crate) fn rewrite(headers: &mut HeaderMap, hop: &Hop<'_>) {
         }
         None => (!earlier.is_empty()).then(|| earlier.join(", ")),
     };
-    kept.remove("x-forwarded-for");
+    kept.remove(X_FORWARDED_FOR);
     for (name, value) in kept.iter() {
         headers.append(name.clone(), value.clone());
     }
     if let Some(value) = chain.and_then(|chain| HeaderValue::try_from(chain).ok()) {
-        headers.insert("x-forwarded-for", value);
+        headers.insert(X_FORWARDED_FOR, value);
     }
-    if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", hop.proto.clone());
+    if !headers.contains_key(X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, hop.proto.clone());
     }
-    if !headers.contains_key("x-forwarded-host")
+    if !headers.contains_key(X_FORWARDED_HOST)
         && let Some(host) = &hop.host
     {
-        headers.insert("x-forwarded-host", host.clone());
+        headers.insert(X_FORWARDED_HOST, host.clone());
+    }
+}
+
+/// The client's address after `--trusted-proxies`: the peer's, unless the peer is a trusted
+/// proxy; then, walking its `X-Forwarded-For` from the right (the hop it added last), the
+/// first address that is not a trusted proxy. An entry that is not an address stops the walk
+/// at the hop that passed it on, so a client never gets to choose. Without a peer (a service
+/// called outside the server loop): `0.0.0.0`.
+pub(crate) fn client_ip(
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    trusted: &[TrustedProxy],
+) -> IpAddr {
+    let Some(mut client) = peer.map(|ip| ip.to_canonical()) else {
+        return IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    };
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let hops: Vec<&[u8]> = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|b| *b == b','))
+        .collect();
+    for hop in hops.into_iter().rev() {
+        if !is_trusted(client) {
+            break;
+        }
+        match parse_hop(hop) {
+            Some(ip) => client = ip.to_canonical(),
+            None => break,
+        }
+    }
+    client
+}
+
+/// One `X-Forwarded-For` entry: an address, or an address with a port.
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let hop = std::str::from_utf8(hop).ok()?.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|addr| addr.ip()))
+}
+
+/// The failed-login throttle's key: the [`client_ip`] of the request, IPv6 by its /64.
+#[derive(Clone, Debug)]
+pub(crate) struct ClientIpKey {
+    trusted: Arc<[TrustedProxy]>,
+}
+
+impl ClientIpKey {
+    pub(crate) fn new(trusted: &[TrustedProxy]) -> Self {
+        Self {
+            trusted: trusted.into(),
+        }
+    }
+}
+
+impl ClientKey for ClientIpKey {
+    type Key = IpKey;
+
+    fn client_key(&self, parts: &Parts) -> IpKey {
+        let peer = parts
+            .extensions
+            .get::<PeerAddr>()
+            .map(|PeerAddr(peer)| peer.ip());
+        IpKey::from(client_ip(peer, &parts.headers, &self.trusted))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn client(peer: &str, forwarded_for: &[&str]) -> String {
+        let trusted: Vec<TrustedProxy> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = HeaderMap::new();
+        for value in forwarded_for {
+            headers.append("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+        }
+        client_ip(Some(peer.parse().unwrap()), &headers, &trusted).to_string()
+    }
+
+    #[test]
+    fn the_client_is_the_nearest_untrusted_hop() {
+        // An untrusted peer's claims are ignored.
+        assert_eq!(client("192.0.2.9", &["1.2.3.4"]), "192.0.2.9");
+        assert_eq!(client("::ffff:192.0.2.9", &[]), "192.0.2.9");
+        // Behind trusted proxies: the last address they did not add themselves.
+        assert_eq!(client("10.0.0.1", &["1.2.3.4, 192.0.2.9"]), "192.0.2.9");
+        assert_eq!(
+            client("10.0.0.1", &["6.6.6.6, 192.0.2.9, 10.0.0.2"]),
+            "192.0.2.9"
+        );
+        assert_eq!(
+            client("10.0.0.1", &["6.6.6.6", "192.0.2.9:4711"]),
+            "192.0.2.9"
+        );
+        // Garbage stops the walk at the proxy that passed it on.
+        assert_eq!(client("10.0.0.1", &["1.2.3.4, nonsense"]), "10.0.0.1");
+        assert_eq!(
+            client("10.0.0.1", &["1.2.3.4, 10.0.0.2, junk, 10.0.0.3"]),
+            "10.0.0.3"
+        );
+        // Only trusted hops, or none: the nearest trusted one.
+        assert_eq!(client("10.0.0.1", &["10.0.0.5"]), "10.0.0.5");
+        assert_eq!(client("10.0.0.1", &[]), "10.0.0.1");
+        assert_eq!(
+            client_ip(None, &HeaderMap::new(), &[]).to_string(),
+            "0.0.0.0"
+        );
+    }
+
+    #[test]
+    fn the_throttle_key_reads_the_peer_from_the_extensions() {
+        let key = ClientIpKey::new(&["10.0.0.0/8".parse().unwrap()]);
+        let (mut parts, ()) = http::Request::get("/")
+            .header("x-forwarded-for", "2001:db8::1")
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+            .extensions
+            .insert(PeerAddr("10.0.0.7:5000".parse().unwrap()));
+        assert_eq!(key.client_key(&parts).to_string(), "2001:db8::/64");
+    }
 
     fn spoofed() -> HeaderMap {
         let mut headers = HeaderMap::new();

@@ -7,12 +7,14 @@
 
 mod activity;
 mod assemble;
+pub mod assertion;
 mod config;
 mod flags;
 mod forwarded;
 pub mod proxy;
 mod server;
 mod tls;
+mod tunnel;
 mod upstream;
 
 pub use self::{

@@ -17,17 +17,16 @@ use http::{
     header::{self, AUTHORIZATION},
 };
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper::{body::Incoming, upgrade::OnUpgrade};
+use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioIo,
-};
-use tower_mlflow_auth::Authorization;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use tower_mlflow_auth::{Authorization, Challenge, Scheme};
 use tower_service::Service;
 
 use crate::{
+    assertion::{Asserter, Delegation},
     forwarded::{self, Hop},
+    tunnel::{self, TunnelScope},
     upstream,
 };
 
@@ -55,6 +54,17 @@ pub struct Proxy {
     timeout: Duration,
     forwarded_proto: HeaderValue,
     trusted_proxies: Arc<[TrustedProxy]>,
+    challenges: Challenges,
+    /// Signs who the user is for MLflow (`--mlflow-assertion-secret-file`).
+    delegation: Option<Arc<Delegation>>,
+}
+
+/// The `WWW-Authenticate` values of the proxy's own 401, as `AuthLayer` renders them.
+#[derive(Clone, Debug, Default)]
+struct Challenges {
+    plain: Arc<[HeaderValue]>,
+    /// With `error="invalid_token"` on `Bearer` (RFC 6750 §3.1), for a bearer principal.
+    invalid_token: Arc<[HeaderValue]>,
 }
 
 impl Proxy {
@@ -72,7 +82,18 @@ impl Proxy {
             timeout: Self::DEFAULT_TIMEOUT,
             forwarded_proto: HeaderValue::from_static("http"),
             trusted_proxies: Arc::new([]),
+            challenges: Challenges::default(),
+            delegation: None,
         }
+    }
+
+    /// Adds a signed assertion of the principal to every authenticated request, for MLflow's
+    /// `mlflow_gateway_auth`, and never forwards the client's `Authorization`. With
+    /// `admin_group`, a bearer principal's admin flag is asserted (see `AdminClaim::of`).
+    #[must_use]
+    pub fn with_assertion(mut self, asserter: Asserter, admin_group: bool) -> Self {
+        self.delegation = Some(Arc::new(Delegation::new(asserter, admin_group)));
+        self
     }
 
     /// Verifies an https upstream against `roots` instead of the webpki public roots.
@@ -103,12 +124,38 @@ impl Proxy {
         self
     }
 
+    /// The challenges of the `AuthLayer` in front (its `realm` and its authenticator's
+    /// `challenges`), for the 401 the proxy sends itself when a subject cannot go in the user
+    /// header. A realm that cannot go in a header adds nothing (`AuthLayer` refuses it).
+    #[must_use]
+    pub fn with_challenges(mut self, realm: &str, challenges: &[Challenge]) -> Self {
+        let values = |invalid_token: bool| -> Arc<[HeaderValue]> {
+            challenges
+                .iter()
+                .filter_map(|challenge| {
+                    let scheme = challenge.scheme();
+                    let error = if invalid_token && scheme == Challenge::BEARER.scheme() {
+                        ", error=\"invalid_token\""
+                    } else {
+                        ""
+                    };
+                    HeaderValue::try_from(format!("{scheme} realm=\"{realm}\"{error}")).ok()
+                })
+                .collect()
+        };
+        self.challenges = Challenges {
+            plain: values(false),
+            invalid_token: values(true),
+        };
+        self
+    }
+
     /// Rewrites the request head for the upstream; `Err` is the answer to send instead.
-    fn prepare(&self, parts: &mut http::request::Parts) -> Result<(), (StatusCode, &'static str)> {
+    fn prepare(&self, parts: &mut http::request::Parts) -> Result<(), Refused> {
         // The upstream joins the base path and this path by concatenation: an HTTP/2 `:path`
         // such as `*` or `-admin/x` would escape the base path.
         if !parts.uri.path().starts_with('/') {
-            return Err((StatusCode::BAD_REQUEST, "bad request path"));
+            return Err(Refused::new(StatusCode::BAD_REQUEST, "bad request path"));
         }
         let host = parts
             .uri
@@ -119,6 +166,8 @@ impl Proxy {
         // The client may not choose the identity the upstream sees: drop every copy of the
         // user header, including spellings with `_` that WSGI/ASGI servers read as `-`.
         forwarded::remove_all_spellings(&mut parts.headers, self.user_header.as_str());
+        // Only the gateway signs assertions, delegating or not.
+        forwarded::remove_all_spellings(&mut parts.headers, Asserter::HEADER.as_str());
         if let Some(principal) = parts.extensions.get::<Authorization>() {
             let Ok(value) = HeaderValue::from_str(principal.subject()) else {
                 // Forwarding without the identity header would make an authenticated request
@@ -127,14 +176,20 @@ impl Proxy {
                     subject = ?principal.subject(),
                     "refused: the subject cannot be sent in a header"
                 );
-                return Err((
-                    StatusCode::UNAUTHORIZED,
-                    "This user name cannot be passed to the MLflow server.",
-                ));
+                let challenges = if principal.scheme() == Scheme::Bearer {
+                    &self.challenges.invalid_token
+                } else {
+                    &self.challenges.plain
+                };
+                return Err(Refused {
+                    status: StatusCode::UNAUTHORIZED,
+                    text: "This user name cannot be passed to the MLflow server.",
+                    challenges: challenges.clone(),
+                });
             };
             parts.headers.insert(self.user_header.clone(), value);
         }
-        if !self.forward_authorization {
+        if !self.forward_authorization || self.delegation.is_some() {
             parts.headers.remove(AUTHORIZATION);
         }
         let peer = parts
@@ -170,8 +225,13 @@ impl Service<Request<Incoming>> for Proxy {
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
         let client_side = is_websocket_upgrade(&request).then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
-        if let Err((status, text)) = self.prepare(&mut parts) {
-            return Box::pin(async move { Ok(local(status, text)) });
+        // Only a tunnel keeps the connection's slot and shutdown signal.
+        let scope = parts
+            .extensions
+            .remove::<TunnelScope>()
+            .filter(|_| client_side.is_some());
+        if let Err(refused) = self.prepare(&mut parts) {
+            return Box::pin(async move { Ok(refused.response()) });
         }
         if client_side.is_some() {
             // Hop-by-hop, so removed by `prepare`; asked for again on our own hop.
@@ -184,6 +244,10 @@ impl Service<Request<Incoming>> for Proxy {
             }
         };
         parts.uri = uri;
+        if let Some(delegation) = &self.delegation {
+            // Signed over the upstream path, base path included, as MLflow sees it.
+            delegation.assert(&mut parts);
+        }
         parts.version = http::Version::HTTP_11;
         let upstream = self.client.request(Request::from_parts(parts, body));
         let timeout = self.timeout;
@@ -205,7 +269,7 @@ impl Service<Request<Incoming>> for Proxy {
                         ));
                     };
                     let upstream_side = hyper::upgrade::on(&mut response);
-                    tokio::spawn(tunnel(client_side, upstream_side));
+                    tokio::spawn(tunnel::run(client_side, upstream_side, scope));
                     let (mut parts, _empty) = response.into_parts();
                     remove_hop_by_hop(&mut parts.headers);
                     set_websocket_upgrade(&mut parts.headers);
@@ -254,26 +318,40 @@ fn is_websocket_upgrade<B>(request: &Request<B>) -> bool {
         && has_token(header::UPGRADE, "websocket")
 }
 
-/// Copies bytes both ways between the upgraded client and upstream connections.
-async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(both) => both,
-        Err(error) => {
-            tracing::debug!(%error, "upgrade failed");
-            return;
-        }
-    };
-    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-    if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(%error, "upgraded connection ended with an error");
-    }
-}
-
 /// An empty body.
 fn empty() -> ProxyBody {
     http_body_util::Empty::new()
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// A request the proxy answers itself.
+#[derive(Debug)]
+struct Refused {
+    status: StatusCode,
+    text: &'static str,
+    /// `WWW-Authenticate` values, for a 401.
+    challenges: Arc<[HeaderValue]>,
+}
+
+impl Refused {
+    fn new(status: StatusCode, text: &'static str) -> Self {
+        Self {
+            status,
+            text,
+            challenges: Arc::new([]),
+        }
+    }
+
+    fn response(&self) -> Response<ProxyBody> {
+        let mut response = local(self.status, self.text);
+        for value in self.challenges.iter() {
+            response
+                .headers_mut()
+                .append(header::WWW_AUTHENTICATE, value.clone());
+        }
+        response
+    }
 }
 
 /// A short plain-text response made by the gateway itself.
@@ -289,16 +367,22 @@ fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
 
 /// Removes the hop-by-hop headers of RFC 9110 §7.6.1, including those named in `Connection`.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    // Most requests and responses name nothing in `Connection`: no allocation then.
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
+    // Names, not strings: a string is parsed into a name on every call.
+    const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+    const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
     for name in [
         header::CONNECTION,
         header::TE,
@@ -307,11 +391,11 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
         header::UPGRADE,
         header::PROXY_AUTHORIZATION,
         header::PROXY_AUTHENTICATE,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
     ] {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
 }
 
 #[cfg(test)]
@@ -334,10 +418,9 @@ mod tests {
             .body(())
             .unwrap();
         if let Some(subject) = subject {
-            request.extensions_mut().insert(Authorization::new(
-                subject,
-                tower_mlflow_auth::Scheme::Basic,
-            ));
+            request
+                .extensions_mut()
+                .insert(Authorization::new(subject, Scheme::Basic));
         }
         request
             .extensions_mut()
@@ -349,7 +432,7 @@ mod tests {
     fn a_path_without_a_slash_is_refused() {
         for uri in ["*", "gw.example:443", "/x"] {
             let refused = proxy().prepare(&mut parts(uri, Some("alice"), "127.0.0.1:1"));
-            let status = refused.err().map(|(status, _)| status);
+            let status = refused.err().map(|refused| refused.status);
             let expected = (uri != "/x").then_some(StatusCode::BAD_REQUEST);
             assert_eq!(status, expected, "{uri}");
         }
@@ -364,7 +447,35 @@ mod tests {
         assert_eq!(ok.headers["x-forwarded-for"], "127.0.0.1");
 
         let refused = proxy().prepare(&mut parts("/x", Some("a\nb"), "127.0.0.1:1"));
-        assert_eq!(refused.unwrap_err().0, StatusCode::UNAUTHORIZED);
+        assert_eq!(refused.unwrap_err().status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn the_401_for_an_unsendable_subject_carries_the_layers_challenges() {
+        let proxy = proxy().with_challenges("tracking", &[Challenge::BASIC, Challenge::BEARER]);
+        let challenges = |scheme| {
+            let mut parts = parts("/x", Some("a\nb"), "127.0.0.1:1");
+            parts.extensions.insert(Authorization::new("a\nb", scheme));
+            let response = proxy.prepare(&mut parts).unwrap_err().response();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            response
+                .headers()
+                .get_all(header::WWW_AUTHENTICATE)
+                .iter()
+                .map(|value| value.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            challenges(Scheme::Basic),
+            [r#"Basic realm="tracking""#, r#"Bearer realm="tracking""#]
+        );
+        assert_eq!(
+            challenges(Scheme::Bearer),
+            [
+                r#"Basic realm="tracking""#,
+                r#"Bearer realm="tracking", error="invalid_token""#
+            ]
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The accept loop: the connection cap, TLS, HTTP/1 and HTTP/2 with their timers, the client
-//! address in the extensions, graceful shutdown.
+//! address in the extensions, graceful shutdown. Upgraded connections (WebSocket tunnels) are
+//! bounded the same way: see [`tunnel`](crate::tunnel).
 
 use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 
@@ -16,7 +17,7 @@ use hyper_util::{
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpListener,
-    sync::Semaphore,
+    sync::{Semaphore, watch},
 };
 use tower::ServiceBuilder;
 use tower_service::Service;
@@ -26,16 +27,21 @@ use crate::{
     config::Limits,
     proxy::{PeerAddr, ProxyBody},
     tls::TlsListener,
+    tunnel::TunnelScope,
 };
 
-/// How long in-flight requests may take to finish after a shutdown signal.
+/// How long in-flight requests and open tunnels may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the connections and tunnels left after the drain period may take to close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long an HTTP/2 keep-alive ping may go unanswered.
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Serves `service` on `listener` until `shutdown` resolves, then stops accepting and waits
-/// (up to 30 s) for open connections to finish their requests.
+/// Serves `service` on `listener` until `shutdown` resolves, then stops accepting, waits
+/// (up to 30 s) for open connections to finish their requests and tunnels to end, and closes
+/// what is left.
 pub(crate) async fn serve<S>(
     listener: TcpListener,
     service: S,
@@ -52,6 +58,9 @@ pub(crate) async fn serve<S>(
     let graceful = GracefulShutdown::new();
     let builder = Arc::new(builder(&limits));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // `true` once the drain period is over; every connection and tunnel holds a receiver,
+    // so the sender also sees when all of them have ended.
+    let (closing, _) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         // Take a slot before accepting: beyond the cap, connections wait in the backlog.
@@ -73,25 +82,39 @@ pub(crate) async fn serve<S>(
         };
         let _ = stream.set_nodelay(true);
         let activity = Activity::new();
+        // The slot lives in the scope: held by this connection's service, and by any tunnel
+        // one of its requests becomes.
+        let scope = TunnelScope::new(slot, limits.idle_timeout, closing.subscribe());
         let per_connection = ServiceBuilder::new()
             .map_request(move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(PeerAddr(peer));
+                request.extensions_mut().insert(scope.clone());
                 request
             })
             .service(Tracked::new(service.clone(), activity.clone()));
-        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
+        let watchers = Watchers {
+            graceful: graceful.watcher(),
+            closing: closing.subscribe(),
+        };
+        let (builder, tls) = (builder.clone(), tls.clone());
         tokio::spawn(async move {
-            let _slot = slot;
             match tls {
                 None => {
-                    connection(stream, per_connection, &builder, watcher, activity, limits).await;
+                    connection(stream, per_connection, &builder, watchers, activity, limits).await;
                 }
                 Some(tls) => {
                     let handshake = tls.acceptor().accept(stream);
                     match tokio::time::timeout(limits.header_timeout, handshake).await {
                         Ok(Ok(stream)) => {
-                            connection(stream, per_connection, &builder, watcher, activity, limits)
-                                .await;
+                            connection(
+                                stream,
+                                per_connection,
+                                &builder,
+                                watchers,
+                                activity,
+                                limits,
+                            )
+                            .await;
                         }
                         Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -100,13 +123,27 @@ pub(crate) async fn serve<S>(
             }
         });
     }
+    // New clients are refused at once instead of waiting in the backlog through the drain.
+    drop(listener);
     tracing::info!("shutting down: draining open connections");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; exiting anyway");
+    let drained = async {
+        graceful.shutdown().await;
+        // Tunnels are not hyper connections: wait for them too.
+        closing.closed().await;
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
+        tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
+    closing.send_replace(true);
+    // So that nothing outlives `serve` when the gateway is embedded in a longer-lived program.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing.closed()).await;
+}
+
+/// What a connection watches for shutdown: hyper's graceful signal (finish the requests in
+/// flight, accept no more), then the end of the drain period (close at once).
+struct Watchers {
+    graceful: Watcher,
+    closing: watch::Receiver<bool>,
 }
 
 /// HTTP/1 with the header timer, HTTP/2 with keep-alive pings.
@@ -126,12 +163,13 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 
 /// Serves one connection until it ends, or until it sits idle too long: no request in
 /// `header_timeout` from the start (this also bounds a client that never finishes the
-/// protocol preface), or none in flight for `idle_timeout` after one.
+/// protocol preface), or none in flight for `idle_timeout` after one; or until the drain
+/// period after a shutdown signal is over.
 async fn connection<I, S>(
     io: I,
     service: S,
     builder: &auto::Builder<TokioExecutor>,
-    watcher: Watcher,
+    watchers: Watchers,
     activity: Arc<Activity>,
     limits: Limits,
 ) where
@@ -145,7 +183,11 @@ async fn connection<I, S>(
     let served = builder
         .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
         .into_owned();
-    let served = watcher.watch(served);
+    let Watchers {
+        graceful,
+        mut closing,
+    } = watchers;
+    let served = graceful.watch(served);
     tokio::pin!(served);
     loop {
         let deadline = activity.deadline(&limits);
@@ -157,6 +199,11 @@ async fn connection<I, S>(
                 return;
             }
             () = activity.changed() => {}
+            // `Err` too: the server is gone.
+            _ = closing.wait_for(|closing| *closing) => {
+                tracing::debug!("closing a connection: the drain period is over");
+                return;
+            }
             () = tokio::time::sleep_until(deadline) => {
                 if activity.expired(&limits) {
                     tracing::debug!("closing an idle connection");

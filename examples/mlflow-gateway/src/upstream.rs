@@ -83,11 +83,16 @@ impl Upstream {
         &self,
         path_and_query: Option<&PathAndQuery>,
     ) -> Result<Uri, http::Error> {
-        let pq = path_and_query.map_or("/", PathAndQuery::as_str);
+        let joined = match path_and_query {
+            // Without a base path the client's path is the upstream's: shared, not copied.
+            Some(pq) if self.base_path.is_empty() => pq.clone(),
+            Some(pq) => PathAndQuery::try_from(format!("{}{}", self.base_path, pq.as_str()))?,
+            None => PathAndQuery::try_from(format!("{}/", self.base_path))?,
+        };
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
-            .path_and_query(format!("{}{pq}", self.base_path))
+            .path_and_query(joined)
             .build()
     }
 }
@@ -175,6 +180,13 @@ mod tests {
             u.uri_for(Some(&pq)).unwrap(),
             "http://127.0.0.1:5000/mlflow/api/2.0/mlflow/runs/get?run_id=1"
         );
+        let root: Upstream = "http://127.0.0.1:5000".parse().unwrap();
+        assert_eq!(
+            root.uri_for(Some(&pq)).unwrap(),
+            "http://127.0.0.1:5000/api/2.0/mlflow/runs/get?run_id=1"
+        );
+        assert_eq!(root.uri_for(None).unwrap(), "http://127.0.0.1:5000/");
+        assert_eq!(u.uri_for(None).unwrap(), "http://127.0.0.1:5000/mlflow/");
         let https: Upstream = "https://mlflow:5000".parse().unwrap();
         assert!(https.is_https());
         assert_eq!(https.to_string(), "https://mlflow:5000");

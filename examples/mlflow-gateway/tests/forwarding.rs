@@ -3,15 +3,13 @@
 
 mod support;
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-};
+use std::net::SocketAddr;
 
 use base64::Engine as _;
+use support::websocket::{WebSocketUpstream, echo_through, upgrade};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
 };
 use tower_mlflow_tests::TempDir;
 
@@ -181,6 +179,11 @@ async fn a_subject_that_cannot_go_in_a_header_is_refused() {
     let auth = format!("Authorization: {}", basic("a\u{1}b"));
     let answer = raw(gateway.addr, &["GET /x HTTP/1.1", "Host: x", &auth]).await;
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    // The challenge AuthLayer sends, with its realm.
+    assert!(
+        answer.contains("www-authenticate: Basic realm=\"mlflow\"\r\n"),
+        "{answer}"
+    );
     assert!(
         !answer.contains("GET /x"),
         "the upstream answered: {answer}"
@@ -254,68 +257,11 @@ async fn an_http2_path_without_a_slash_is_refused() {
     assert!(matches!(ok, Ok(byte) if byte != 0x8c), "{ok:?}");
 }
 
-/// An upstream that answers every request with 101 and then echoes bytes; it records the
-/// request heads it received.
-async fn websocket_upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let heads = Arc::new(Mutex::new(Vec::new()));
-    let seen = heads.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                while !head.ends_with(b"\r\n\r\n") {
-                    let mut byte = [0];
-                    if stream.read_exact(&mut byte).await.is_err() {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                seen.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&head).to_lowercase());
-                let _ = stream
-                    .write_all(
-                        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                          Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
-                    )
-                    .await;
-                let (mut read, mut write) = stream.split();
-                let _ = tokio::io::copy(&mut read, &mut write).await;
-            });
-        }
-    });
-    (addr, heads)
-}
-
-async fn upgrade(addr: SocketAddr, auth: Option<&str>) -> (TcpStream, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut request = String::from(
-        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         X-Forwarded-User: mallory\r\n",
-    );
-    if let Some(auth) = auth {
-        request.push_str(&format!("Authorization: {auth}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0];
-        stream.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    (stream, String::from_utf8(head).unwrap())
-}
-
 #[tokio::test]
 async fn an_authenticated_websocket_is_passed_through() {
-    let (upstream, heads) = websocket_upstream().await;
-    let gateway = gateway(&format!("http://{upstream}"), &[]);
+    let upstream = WebSocketUpstream::start().await;
+    let heads = upstream.heads.clone();
+    let gateway = gateway(&format!("http://{}", upstream.addr), &[]);
 
     let (_, head) = upgrade(gateway.addr, None).await;
     assert!(head.starts_with("HTTP/1.1 401"), "{head}");
@@ -330,10 +276,7 @@ async fn an_authenticated_websocket_is_passed_through() {
         "{head}"
     );
     for message in [&b"ping"[..], b"\x81\x05hello"] {
-        stream.write_all(message).await.unwrap();
-        let mut back = vec![0; message.len()];
-        stream.read_exact(&mut back).await.unwrap();
-        assert_eq!(back, message);
+        echo_through(&mut stream, message).await;
     }
     let heads = heads.lock().unwrap();
     assert_eq!(heads.len(), 1);

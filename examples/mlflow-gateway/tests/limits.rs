@@ -1,4 +1,5 @@
-//! Timeouts and the connection cap, by behaviour against the assembled gateway on loopback.
+//! Timeouts and the connection cap, by behaviour against the assembled gateway on loopback;
+//! WebSocket tunnels are bounded by the same limits.
 
 mod support;
 
@@ -8,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use support::websocket::{WebSocketUpstream, echo_through, upgrade};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream},
@@ -228,4 +230,79 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
         .expect("the idle HTTP/2 connection was still open after 10 s")
         .unwrap()
         .ok();
+}
+
+/// A WebSocket tunnel through a gateway started with `extra`, checked to carry bytes.
+async fn tunnel(extra: &[&str]) -> (WebSocketUpstream, support::InProcess, TempDir, TcpStream) {
+    let upstream = WebSocketUpstream::start().await;
+    let (gateway, dir) = start(upstream.addr, extra);
+    let (mut stream, head) = upgrade(gateway.addr(), Some(ALICE)).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    echo_through(&mut stream, b"hello").await;
+    (upstream, gateway, dir, stream)
+}
+
+async fn assert_upstream_side_closed(upstream: &WebSocketUpstream) {
+    let closed =
+        support::binary::holds_within(Duration::from_secs(5), || async { upstream.closed() == 1 })
+            .await;
+    assert!(closed, "the tunnel's upstream side was left open");
+}
+
+#[tokio::test]
+async fn a_websocket_holds_its_slot_under_max_connections() {
+    let (_upstream, gateway, _dir, first) = tunnel(&["--max-connections", "1"]).await;
+    let addr = gateway.addr();
+    let second = tokio::spawn(async move { upgrade(addr, Some(ALICE)).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !second.is_finished(),
+        "a second connection was served while the tunnel held the only slot"
+    );
+
+    drop(first);
+    let (mut second, head) = tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .expect("the second connection was not served after the tunnel closed")
+        .unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    echo_through(&mut second, b"second").await;
+}
+
+#[tokio::test]
+async fn a_websocket_with_traffic_stays_open_and_an_idle_one_is_closed() {
+    let (upstream, _gateway, _dir, mut stream) = tunnel(&["--idle-timeout", "2"]).await;
+    // Messages every 0.5 s for three idle timeouts: never idle for 2 s.
+    for i in 0..12 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        echo_through(&mut stream, format!("message {i}").as_bytes()).await;
+    }
+    let rest = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert_eq!(
+        rest.as_deref(),
+        Some(&b""[..]),
+        "the idle tunnel was still open after 10 s"
+    );
+    assert_upstream_side_closed(&upstream).await;
+}
+
+#[tokio::test]
+async fn a_websocket_outlives_a_shutdown_by_the_drain_period_only() {
+    let (upstream, gateway, _dir, mut stream) = tunnel(&[]).await;
+    let addr = gateway.addr();
+    drop(gateway);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    echo_through(&mut stream, b"still draining").await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting while draining"
+    );
+    // The drain period is 30 s.
+    let rest = read_until_closed(&mut stream, Duration::from_secs(45)).await;
+    assert_eq!(
+        rest.as_deref(),
+        Some(&b""[..]),
+        "the tunnel was still open 45 s after the shutdown signal"
+    );
+    assert_upstream_side_closed(&upstream).await;
 }

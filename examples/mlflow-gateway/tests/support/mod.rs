@@ -3,7 +3,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod binary;
 pub mod pki;
+pub mod websocket;
 
 use std::{net::SocketAddr, sync::mpsc, thread};
 
