@@ -31,11 +31,13 @@ use base64::{
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use hmac::{Hmac, KeyInit, Mac};
 use http::{HeaderValue, Request, Response, header};
 use http_body_util::Full;
 use secrecy::ExposeSecret;
 use serde_json::json;
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_mlflow_auth::{
@@ -342,6 +344,101 @@ fn bench_auth_layer(c: &mut Criterion) {
             let principal = cached.authenticate(credentials).await;
             assert!(matches!(principal, Ok(Some(_))));
         });
+    });
+    breakdown.finish();
+
+    // The layer's per-request work for a cached credential, piece by piece (issue 16 item 3):
+    // parsing the header, the cache key (HMAC-SHA256 as `Cached` computes it), the lookup
+    // (`try_accept_now`, key included), the span, the extensions insert; the future and
+    // response overhead is `auth_layer/exempt_path` against `auth_layer/bare`.
+    let mut breakdown = c.benchmark_group("breakdown");
+    let mut token_headers = http::HeaderMap::new();
+    token_headers.insert(header::AUTHORIZATION, token_header.clone());
+    for (name, headers) in [
+        ("parse_basic", &alice_headers),
+        ("parse_bearer_static", &token_headers),
+        ("parse_bearer_jwt_531b", &rs256_headers),
+    ] {
+        breakdown.bench_function(name, |b| {
+            b.iter(|| {
+                let credentials = Credentials::from_authorization_header(headers);
+                assert!(credentials.is_ok());
+            });
+        });
+    }
+    // What parsing a JWT costs beyond the checks: the copy into a `SecretString`, and its
+    // zeroization (a volatile write per byte) when the credentials are dropped.
+    let jwt_text =
+        rs256_header.to_str().unwrap_or_else(|e| panic!("{e}"))["Bearer ".len()..].to_owned();
+    breakdown.bench_function("secret_string_531b_new_drop", |b| {
+        b.iter(|| {
+            drop(std::hint::black_box(secrecy::SecretString::from(
+                jwt_text.as_str(),
+            )))
+        });
+    });
+    let mac = <Hmac<Sha256> as KeyInit>::new(&[7_u8; 64].into());
+    breakdown.bench_function("cache_key_hmac_basic", |b| {
+        b.iter(|| {
+            let mut mac = mac.clone();
+            mac.update(&[1]);
+            mac.update(&5_u64.to_be_bytes());
+            mac.update(b"alice");
+            mac.update(&[0]);
+            mac.update(std::hint::black_box(b"alice-password"));
+            std::hint::black_box(mac.finalize().into_bytes())
+        });
+    });
+    let alice_credentials =
+        Credentials::from_authorization_header(&alice_headers).unwrap_or_else(|e| panic!("{e}"));
+    breakdown.bench_function("cached_basic_try_accept_now", |b| {
+        b.iter(|| assert!(cached.try_accept_now(&alice_credentials).is_some()));
+    });
+    let tokens = StaticTokens::bearer()
+        .token(TOKEN, Authorization::new("ci", Scheme::Bearer))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let token_credentials =
+        Credentials::from_authorization_header(&token_headers).unwrap_or_else(|e| panic!("{e}"));
+    breakdown.bench_function("static_tokens_try_accept_now", |b| {
+        b.iter(|| assert!(tokens.try_accept_now(&token_credentials).is_some()));
+    });
+    // No subscriber, as in hello-server; then a WARN-level fmt subscriber, as the gateway runs.
+    breakdown.bench_function("span_no_subscriber", |b| {
+        b.iter(|| {
+            std::hint::black_box(tracing::info_span!(
+                "auth",
+                principal = tracing::field::Empty
+            ))
+        });
+    });
+    let warn_subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(std::io::sink)
+        .finish();
+    tracing::subscriber::with_default(warn_subscriber, || {
+        breakdown.bench_function("span_warn_subscriber", |b| {
+            b.iter(|| {
+                std::hint::black_box(tracing::info_span!(
+                    "auth",
+                    principal = tracing::field::Empty
+                ))
+            });
+        });
+    });
+    let principal = Authorization::new("alice", Scheme::Basic);
+    breakdown.bench_function("extensions_insert", |b| {
+        b.iter_batched(
+            || (http::Extensions::new(), principal.clone()),
+            |(mut extensions, principal)| {
+                extensions.insert(principal);
+                extensions
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    breakdown.bench_function("request_new_and_drop", |b| {
+        b.iter(|| std::hint::black_box(request(PATH, Some(&alice))));
     });
     breakdown.finish();
 

@@ -52,6 +52,7 @@
 //! - [`rejection`]: how 401, 403, 503 and gRPC rejections are rendered, and the body hooks
 //!   ([`MlflowRejectionResponse`] for MLflow's own texts).
 //! - [`authenticators`]: the built-in authenticators, each behind a feature.
+//! - `session` (feature `session`): sealed session cookies for browser sign-in.
 //! - `throttle` (feature `throttle`): too many failed logins from one client are answered
 //!   429 without a password check.
 //!
@@ -72,6 +73,9 @@
 //! - `axum`: `Authorization` / `Option<Authorization>` extractors (the `extract` module).
 //! - `throttle`: `ThrottleLayer`, failed-login throttling per
 //!   client: 429 with `Retry-After` before a password is checked, cache hits never throttled.
+//! - `session`: the `session` module, encrypted and authenticated session cookies
+//!   (XChaCha20-Poly1305, keys from the session secret by HKDF-SHA256, rotation, splitting)
+//!   for browser sign-in without server-side state.
 //! - `fuzzing` (hidden, not a stable API): the entry points the targets in `fuzz/` call,
 //!   so that the parsers' internals stay private. Implies `htpasswd` and `mlflow-users`.
 //!
@@ -105,6 +109,9 @@ pub mod extract;
 pub mod origin;
 pub mod policy;
 pub mod rejection;
+#[cfg(feature = "session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "session")))]
+pub mod session;
 #[cfg(feature = "throttle")]
 #[cfg_attr(docsrs, doc(cfg(feature = "throttle")))]
 pub mod throttle;

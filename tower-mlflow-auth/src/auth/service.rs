@@ -100,10 +100,10 @@ where
         }
 
         let (mut parts, body) = request.into_parts();
-        let protocol = Protocol::of(&parts.headers);
         let credentials = match self.authenticator.credentials(&parts) {
             Ok(credentials) => credentials,
             Err(error) => {
+                let protocol = Protocol::of(&parts.headers);
                 let response = self.shared.reject(error.into(), protocol, &span);
                 return ResponseFuture::rejected(response, span);
             }
@@ -114,47 +114,55 @@ where
             value.set_sensitive(true);
         }
 
-        let verification: Verification = match self.authenticator.try_accept_now(&credentials) {
-            // Answered from memory (a cache hit, a static token) and, when the policy
-            // decides at once too, no future at all.
-            Some(principal) => {
-                drop(credentials);
-                span.record("principal", principal.subject());
-                match self.policy.try_decide_now(&principal, &parts) {
-                    Some(Decision::Allow) => {
-                        let request = Request::from_parts(parts, body);
-                        let future = accept(&mut self.inner, request, principal, &span);
-                        return ResponseFuture::inner(future, span);
-                    }
-                    Some(Decision::Deny) => {
-                        let response =
-                            self.shared
-                                .reject(AuthRejection::Forbidden, protocol, &span);
-                        return ResponseFuture::rejected(response, span);
-                    }
-                    None => {
-                        let policy = self.policy.clone();
-                        Box::pin(async move {
-                            ruling(policy.decide(&principal, &parts).await)?;
-                            Ok((principal, parts))
-                        })
+        // Only a rejection needs the protocol: the synchronous accept never looks it up.
+        let (verification, protocol): (Verification, Protocol) =
+            match self.authenticator.try_accept_now(&credentials) {
+                // Answered from memory (a cache hit, a static token) and, when the policy
+                // decides at once too, no future at all.
+                Some(principal) => {
+                    drop(credentials);
+                    match self.policy.try_decide_now(&principal, &parts) {
+                        Some(Decision::Allow) => {
+                            let request = Request::from_parts(parts, body);
+                            let future = accept(&mut self.inner, request, principal, &span);
+                            return ResponseFuture::inner(future, span);
+                        }
+                        Some(Decision::Deny) => {
+                            span.record("principal", principal.subject());
+                            let protocol = Protocol::of(&parts.headers);
+                            let response =
+                                self.shared
+                                    .reject(AuthRejection::Forbidden, protocol, &span);
+                            return ResponseFuture::rejected(response, span);
+                        }
+                        None => {
+                            span.record("principal", principal.subject());
+                            let protocol = Protocol::of(&parts.headers);
+                            let policy = self.policy.clone();
+                            let verification = Box::pin(async move {
+                                ruling(policy.decide(&principal, &parts).await)?;
+                                Ok((principal, parts))
+                            });
+                            (verification, protocol)
+                        }
                     }
                 }
-            }
-            None => {
-                let scheme = credentials.scheme();
-                let authenticator = self.authenticator.clone();
-                let policy = self.policy.clone();
-                let span = span.clone();
-                Box::pin(async move {
-                    let answer = authenticator.authenticate(credentials).await;
-                    let principal = verdict(answer, scheme)?;
-                    span.record("principal", principal.subject());
-                    ruling(policy::decide(&policy, &principal, &parts).await)?;
-                    Ok((principal, parts))
-                })
-            }
-        };
+                None => {
+                    let scheme = credentials.scheme();
+                    let authenticator = self.authenticator.clone();
+                    let policy = self.policy.clone();
+                    let span = span.clone();
+                    let protocol = Protocol::of(&parts.headers);
+                    let verification = Box::pin(async move {
+                        let answer = authenticator.authenticate(credentials).await;
+                        let principal = verdict(answer, scheme)?;
+                        span.record("principal", principal.subject());
+                        ruling(policy::decide(&policy, &principal, &parts).await)?;
+                        Ok((principal, parts))
+                    });
+                    (verification, protocol)
+                }
+            };
 
         // The service driven to readiness goes into the future; this one keeps a fresh clone.
         // See https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services

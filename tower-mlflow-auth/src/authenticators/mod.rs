@@ -46,7 +46,8 @@ pub use self::static_tokens::{StaticTokens, StaticTokensBuildError, StaticTokens
 mod jwt;
 #[cfg(feature = "jwt")]
 pub use self::jwt::{
-    ClaimPath, Jwt, JwtAlgorithm, JwtBuildError, JwtBuilder, JwtError, JwtErrorKind,
+    ClaimPath, IdTokenClaims, IdTokenError, Jwt, JwtAlgorithm, JwtBuildError, JwtBuilder, JwtError,
+    JwtErrorKind,
 };
 
 #[cfg(feature = "cache")]

@@ -246,7 +246,36 @@ impl StaticTokensBuilder {
             self.error = Some(StaticTokensBuildError::InvalidCharacters { position });
             return self;
         }
-        match self.tokens.entry(TokenDigest::of(token)) {
+        self.insert(TokenDigest::of(token), position, principal)
+    }
+
+    /// Accepts the token whose SHA-256 digest is `digest` and authenticates it as
+    /// `principal`: for tokens kept in a file as digests only, so that reading the file does
+    /// not give them away. The comparison stays constant time. A digest that repeats an
+    /// earlier one (or an earlier token's) fails [`build`](Self::build), naming its position.
+    ///
+    /// ```
+    /// use tower_mlflow_auth::{Authorization, Scheme, authenticators::StaticTokens};
+    ///
+    /// // As `sha256sum` prints it, decoded from hex.
+    /// let digest = [0x5a; 32];
+    /// let tokens = StaticTokens::bearer()
+    ///     .token_sha256(digest, Authorization::new("ci", Scheme::Bearer))
+    ///     .build()?;
+    /// assert_eq!(tokens.len(), 1);
+    /// # Ok::<(), tower_mlflow_auth::authenticators::StaticTokensBuildError>(())
+    /// ```
+    #[must_use]
+    pub fn token_sha256(self, digest: [u8; 32], principal: Authorization) -> Self {
+        let position = self.tokens.len() + 1;
+        if self.error.is_some() {
+            return self;
+        }
+        self.insert(TokenDigest(digest), position, principal)
+    }
+
+    fn insert(mut self, digest: TokenDigest, position: usize, principal: Authorization) -> Self {
+        match self.tokens.entry(digest) {
             Entry::Occupied(first) => {
                 let first = first.get().0;
                 self.error = Some(StaticTokensBuildError::DuplicateToken { position, first });
@@ -535,6 +564,29 @@ mod tests {
             }
         );
         assert_eq!(err.to_string(), "static token #3 repeats token #1");
+    }
+
+    #[test]
+    fn a_digest_stands_for_its_token() {
+        let digest: [u8; 32] = Sha256::digest(b"tok-alpha").into();
+        let tokens = StaticTokens::bearer()
+            .token_sha256(digest, Authorization::new("alpha", Scheme::Bearer))
+            .build()
+            .unwrap();
+        let who = tokens.try_accept_now(&bearer("tok-alpha")).unwrap();
+        assert_eq!(who.subject(), "alpha");
+        assert!(tokens.try_accept_now(&bearer("tok-alphb")).is_none());
+        let twice = StaticTokens::bearer()
+            .token("tok-alpha", Authorization::new("a", Scheme::Bearer))
+            .token_sha256(digest, Authorization::new("b", Scheme::Bearer))
+            .build();
+        assert!(matches!(
+            twice,
+            Err(StaticTokensBuildError::DuplicateToken {
+                position: 2,
+                first: 1
+            })
+        ));
     }
 
     #[test]

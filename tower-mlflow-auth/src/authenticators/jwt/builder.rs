@@ -293,6 +293,9 @@ impl JwtBuilder {
         let checks = Checks {
             validations: validations(&algorithms, self.leeway, issuer.as_deref(), &audiences),
             claims: self.claims,
+            issuer_checked: issuer.is_some(),
+            leeway: self.leeway,
+            audiences,
             #[cfg(test)]
             signature_checks: std::sync::atomic::AtomicUsize::new(0),
         };

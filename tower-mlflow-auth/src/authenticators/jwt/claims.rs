@@ -6,7 +6,7 @@ use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
 use serde_json::Value;
 
 use super::{
-    Jwt,
+    IdTokenError, Jwt,
     cache::Lifetime,
     keys::{KeyId, KeySet, Lookup, VerifyingKey},
 };
@@ -19,6 +19,12 @@ pub(super) struct Checks {
     /// `Validation` to belong to the key's family.
     pub(super) validations: Vec<(Algorithm, Validation)>,
     pub(super) claims: ClaimMapping,
+    /// The configured audiences (empty with `any_audience`): an ID token's `azp` must be one.
+    pub(super) audiences: Vec<String>,
+    /// Whether `iss` is checked (not with `any_issuer`): ID tokens need it.
+    pub(super) issuer_checked: bool,
+    /// The clock-skew allowance: for `exp` and `nbf`, and an ID token's `iat`.
+    pub(super) leeway: std::time::Duration,
     /// Signature checks run, for the tests of the token cache.
     #[cfg(test)]
     pub(super) signature_checks: std::sync::atomic::AtomicUsize,
@@ -44,11 +50,19 @@ pub(super) struct Verified {
     pub(super) lifetime: Option<Lifetime>,
 }
 
+/// A token whose signature and registered claims passed, before its claims are mapped.
+#[derive(Debug)]
+pub(super) struct Decoded<'a> {
+    pub(super) claims: Value,
+    pub(super) key: &'a VerifyingKey,
+    pub(super) alg: Algorithm,
+}
+
 /// What one key set makes of a token.
 #[derive(Debug)]
-pub(super) enum Verdict {
-    /// Accepted (`Some`) or rejected (`None`).
-    Done(Option<Verified>),
+pub(super) enum Verdict<T> {
+    /// Accepted, or rejected with the reason.
+    Done(Result<T, IdTokenError>),
     /// The set has no key for the token; a newer set might.
     UnknownKey,
 }
@@ -63,20 +77,21 @@ impl Checks {
         self.validation(alg).is_some()
     }
 
-    /// Checks `token` (whose header names `alg` and `kid`) against the keys of `keys`.
-    pub(super) fn judge(
+    /// Checks `token` (whose header names `alg` and `kid`) against the keys of `keys`, then
+    /// `accept`s its claims.
+    pub(super) fn judge<T>(
         &self,
         keys: &KeySet,
         token: &str,
         alg: Algorithm,
         kid: Option<&str>,
-    ) -> Verdict {
+        accept: &impl Fn(Decoded<'_>) -> Result<T, IdTokenError>,
+    ) -> Verdict<T> {
         match keys.lookup(kid, alg) {
-            Lookup::Candidates(candidates) => Verdict::Done(self.check(token, alg, &candidates)),
-            Lookup::Incompatible => {
-                tracing::debug!(?kid, ?alg, "JWT algorithm does not fit its key");
-                Verdict::Done(None)
+            Lookup::Candidates(candidates) => {
+                Verdict::Done(self.check(token, alg, &candidates).and_then(accept))
             }
+            Lookup::Incompatible => Verdict::Done(Err(IdTokenError::Algorithm)),
             Lookup::Unknown => Verdict::UnknownKey,
         }
     }
@@ -88,32 +103,45 @@ impl Checks {
             .map(|(_, v)| v)
     }
 
-    /// Verifies the token with the first candidate key whose signature matches, then maps
-    /// its claims to a principal.
-    fn check(&self, token: &str, alg: Algorithm, candidates: &[&VerifyingKey]) -> Option<Verified> {
-        let validation = self.validation(alg)?;
+    /// Verifies the token with the first candidate key whose signature matches, and its
+    /// `exp`, `nbf`, `iss` and `aud`.
+    fn check<'k>(
+        &self,
+        token: &str,
+        alg: Algorithm,
+        candidates: &[&'k VerifyingKey],
+    ) -> Result<Decoded<'k>, IdTokenError> {
+        let validation = self.validation(alg).ok_or(IdTokenError::Algorithm)?;
         for key in candidates {
             #[cfg(test)]
             self.signature_checks
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             match jsonwebtoken::decode::<Value>(token, key.decoding_key(), validation) {
                 Ok(data) => {
-                    return Some(Verified {
-                        principal: self.claims.principal(&data.claims)?,
-                        key: Arc::clone(key.id()),
+                    return Ok(Decoded {
+                        claims: data.claims,
+                        key,
                         alg,
-                        lifetime: Lifetime::of(&data.claims),
                     });
                 }
                 Err(e) if *e.kind() == ErrorKind::InvalidSignature => continue,
-                Err(e) => {
-                    tracing::debug!(reason = %e, "JWT rejected");
-                    return None;
-                }
+                Err(e) => return Err(IdTokenError::from_validation(e.kind())),
             }
         }
-        tracing::debug!("JWT signature does not verify");
-        None
+        Err(IdTokenError::Signature)
+    }
+
+    /// A bearer token's principal and what the token cache keeps of it.
+    pub(super) fn bearer(&self, decoded: &Decoded<'_>) -> Result<Verified, IdTokenError> {
+        Ok(Verified {
+            principal: self
+                .claims
+                .principal(&decoded.claims)
+                .ok_or(IdTokenError::Subject)?,
+            key: Arc::clone(decoded.key.id()),
+            alg: decoded.alg,
+            lifetime: Lifetime::of(&decoded.claims),
+        })
     }
 }
 
@@ -192,7 +220,7 @@ impl ClaimPath {
         Self(segments.into_iter().map(Into::into).collect())
     }
 
-    fn lookup<'a>(&self, claims: &'a Value) -> Option<&'a Value> {
+    pub(super) fn lookup<'a>(&self, claims: &'a Value) -> Option<&'a Value> {
         if self.0.is_empty() {
             return None;
         }

@@ -20,6 +20,7 @@ mod cache;
 mod claims;
 mod error;
 mod fetch;
+mod id_token;
 mod keys;
 mod refresh;
 #[cfg(test)]
@@ -34,10 +35,11 @@ pub use self::{
     builder::JwtBuilder,
     claims::ClaimPath,
     error::{JwtBuildError, JwtError, JwtErrorKind},
+    id_token::{IdTokenClaims, IdTokenError},
 };
 use self::{
     cache::TokenCache,
-    claims::{Checks, Verdict, Verified},
+    claims::{Checks, Decoded, Verdict, Verified},
     refresh::{Fetched, KeyStore},
 };
 use crate::{
@@ -160,6 +162,12 @@ use crate::{
 /// copies string claims (and arrays of strings, joined with `,`) into the principal's
 /// attributes.
 ///
+/// # ID tokens
+///
+/// [`Jwt::verify_id_token`] checks an OpenID Connect ID token for browser sign-in: the same
+/// checks, with the client id as audience, plus `nonce`, `azp`, `iat` and `sub`, returning
+/// [`IdTokenClaims`]. ID tokens bypass the token cache.
+///
 /// # Crypto backend
 ///
 /// `jsonwebtoken` is built with exactly one backend, `aws_lc_rs`, so it never reaches its
@@ -246,19 +254,33 @@ impl Jwt {
     }
 
     async fn verify(&self, token: &str) -> Result<Option<Verified>, JwtError> {
+        match self
+            .verify_with(token, &|decoded| self.checks.bearer(&decoded))
+            .await?
+        {
+            Ok(verified) => Ok(Some(verified)),
+            Err(reason) => {
+                tracing::debug!(%reason, "JWT rejected");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Checks the token's header, finds its key (refetching the keys when it names an
+    /// unknown one) and `accept`s its claims once signature, `exp`, `nbf`, `iss` and `aud`
+    /// passed. `Err` only when no keys could be fetched at all.
+    async fn verify_with<T>(
+        &self,
+        token: &str,
+        accept: &(impl Fn(Decoded<'_>) -> Result<T, IdTokenError> + Sync),
+    ) -> Result<Result<T, IdTokenError>, JwtError> {
         let Ok(header) = jsonwebtoken::decode_header(token) else {
-            tracing::debug!("bearer token is not a JWT");
-            return Ok(None);
+            return Ok(Err(IdTokenError::Malformed));
         };
         let alg = header.alg;
-        if !self.checks.allows(alg) {
-            tracing::debug!(?alg, "JWT algorithm not allowed");
-            return Ok(None);
-        }
         // No critical header extension is understood here (RFC 7515 §4.1.11).
-        if header.crit.is_some() {
-            tracing::debug!("JWT has a crit header");
-            return Ok(None);
+        if !self.checks.allows(alg) || header.crit.is_some() {
+            return Ok(Err(IdTokenError::Algorithm));
         }
         let kid = header.kid.as_deref();
 
@@ -268,8 +290,8 @@ impl Jwt {
             match current.as_ref() {
                 Some(snapshot) => {
                     self.keys.schedule_refresh_if_due(snapshot);
-                    match self.checks.judge(snapshot.value(), token, alg, kid) {
-                        Verdict::Done(who) => return Ok(who),
+                    match self.checks.judge(snapshot.value(), token, alg, kid, accept) {
+                        Verdict::Done(outcome) => return Ok(outcome),
                         Verdict::UnknownKey => Some(Arc::clone(snapshot)),
                     }
                 }
@@ -284,10 +306,12 @@ impl Jwt {
                 .fetch(None, self.keys.timing().retry_interval)
                 .await
             {
-                Fetched::Keys(keys) => match self.checks.judge(keys.value(), token, alg, kid) {
-                    Verdict::Done(who) => return Ok(who),
-                    Verdict::UnknownKey => keys,
-                },
+                Fetched::Keys(keys) => {
+                    match self.checks.judge(keys.value(), token, alg, kid, accept) {
+                        Verdict::Done(outcome) => return Ok(outcome),
+                        Verdict::UnknownKey => keys,
+                    }
+                }
                 Fetched::Failed(e) => return Err(e),
                 Fetched::RateLimited => return Err(self.keys.no_keys_error()),
             },
@@ -296,17 +320,11 @@ impl Jwt {
         // landed since `seen` was read count as the refetch.
         let refetch_interval = self.keys.timing().refetch_interval;
         match self.keys.fetch(Some(&seen), refetch_interval).await {
-            Fetched::Keys(keys) => match self.checks.judge(keys.value(), token, alg, kid) {
-                Verdict::Done(who) => Ok(who),
-                Verdict::UnknownKey => {
-                    tracing::debug!(?kid, "no key for JWT after refetch");
-                    Ok(None)
-                }
+            Fetched::Keys(keys) => match self.checks.judge(keys.value(), token, alg, kid, accept) {
+                Verdict::Done(outcome) => Ok(outcome),
+                Verdict::UnknownKey => Ok(Err(IdTokenError::UnknownKey)),
             },
-            Fetched::Failed(_) | Fetched::RateLimited => {
-                tracing::debug!(?kid, "no key for JWT");
-                Ok(None)
-            }
+            Fetched::Failed(_) | Fetched::RateLimited => Ok(Err(IdTokenError::UnknownKey)),
         }
     }
 }

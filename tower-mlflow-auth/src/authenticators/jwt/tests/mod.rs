@@ -30,6 +30,7 @@ mod builder;
 mod cache;
 mod claims;
 mod discovery;
+mod id_token;
 mod refresh;
 mod signatures;
 
@@ -258,6 +259,16 @@ impl JwksServer {
         self.builder()
             .refresh_interval(Duration::ZERO)
             .retry_interval(Duration::ZERO)
+            .build()
+            .unwrap()
+    }
+
+    /// An authenticator for this server's issuer and JWKS URL that accepts any audience.
+    fn any_audience(&self) -> Jwt {
+        Jwt::builder()
+            .issuer(self.issuer())
+            .any_audience()
+            .jwks_uri(self.jwks_url())
             .build()
             .unwrap()
     }
