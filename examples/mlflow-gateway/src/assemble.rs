@@ -2,7 +2,8 @@
 //! embedding programs call [`assemble`]; the binary only adds flags, logging and signals.
 
 use std::{
-    convert::Infallible, fmt, future::Future, net::SocketAddr, path::PathBuf, time::Duration,
+    convert::Infallible, fmt, future::Future, net::SocketAddr, path::PathBuf, sync::Arc,
+    time::Duration,
 };
 
 use http::{Request, Response};
@@ -16,15 +17,21 @@ use tower_mlflow_auth::{
     first_of,
     throttle::{ThrottleBuildError, ThrottleLayer, ThrottleReleaseLayer},
 };
-use tower_mlflow_core::{BoxError, http::HttpClient};
+use tower_mlflow_core::{
+    BoxError,
+    http::{HttpClient, error_chain},
+};
 
 use crate::{
+    access_log::{AccessLogLayer, RecordPrincipalLayer},
     assertion::{self, Asserter, AssertionSecretError},
     config::{Config, ConfigError, MlflowAuthDb},
     forwarded::ClientIpKey,
+    metrics::{self, Metrics, Observed},
     proxy::{Proxy, ProxyBody, UpstreamRoots},
     server,
     tls::{TlsFilesError, TlsListener},
+    tokens::{TOKENS_REFRESH_INTERVAL, TokensFile},
 };
 
 /// A gateway ready to serve: the listener is bound, the user stores are open.
@@ -37,6 +44,49 @@ pub struct Gateway {
     tls: Option<TlsListener>,
     /// With delegation: the client for the start-up check that MLflow refuses unsigned requests.
     upstream_check: Option<HttpClient>,
+    metrics: Arc<Metrics>,
+    /// `--metrics-listen`, bound.
+    metrics_listener: Option<(TcpListener, SocketAddr)>,
+    reloader: Reloader,
+}
+
+/// Re-reads every file the gateway serves from at once (SIGHUP): the htpasswd file, the
+/// tokens file, the TLS pair and MLflow's user database. Each keeps its old contents on an
+/// error, as when its own poll finds a broken file.
+#[derive(Clone, Debug, Default)]
+pub struct Reloader {
+    htpasswd: Option<Htpasswd>,
+    tokens: Option<TokensFile>,
+    tls: Option<TlsListener>,
+    mlflow_users: Option<MlflowUsers>,
+}
+
+impl Reloader {
+    /// Reloads everything; returns what was reloaded and the errors (one line for the log).
+    pub async fn reload_all(&self) -> (Vec<&'static str>, Vec<String>) {
+        let mut reloaded = Vec::new();
+        let mut errors = Vec::new();
+        let mut outcome = |what, result: Result<(), String>| match result {
+            Ok(()) => reloaded.push(what),
+            Err(error) => errors.push(format!("{what}: {error}")),
+        };
+        if let Some(htpasswd) = &self.htpasswd {
+            let result = htpasswd.refresh().await.map_err(|e| error_chain(&e));
+            outcome("htpasswd", result);
+        }
+        if let Some(tokens) = &self.tokens {
+            let result = tokens.reload().map(drop).map_err(|e| error_chain(&e));
+            outcome("tokens", result);
+        }
+        if let Some(tls) = &self.tls {
+            outcome("tls", tls.reload().await.map_err(|e| error_chain(&e)));
+        }
+        if let Some(users) = &self.mlflow_users {
+            let result = users.refresh().await.map(drop).map_err(|e| error_chain(&e));
+            outcome("mlflow-auth-db", result);
+        }
+        (reloaded, errors)
+    }
 }
 
 impl Gateway {
@@ -45,9 +95,23 @@ impl Gateway {
         self.local_addr
     }
 
+    /// What re-reads the gateway's files on demand (the binary calls it on SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// The address `GET /metrics` is served on (`--metrics-listen`), if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|(_, addr)| *addr)
+    }
+
     /// Serves until `shutdown` resolves, then drains open connections (up to 30 s).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let follower = self.tls.clone().map(|tls| tokio::spawn(tls.follow_files()));
+        let metrics_server = self.metrics_listener.map(|(listener, addr)| {
+            tracing::info!(listen = %addr, "serving metrics at /metrics");
+            tokio::spawn(metrics::serve(listener, Arc::clone(&self.metrics)))
+        });
         if let Some(client) = self.upstream_check {
             tokio::spawn(assertion::check_upstream_refuses_unsigned(
                 client,
@@ -65,11 +129,15 @@ impl Gateway {
             self.service,
             self.config.limits,
             self.tls,
+            self.metrics,
             shutdown,
         )
         .await;
         if let Some(follower) = follower {
             follower.abort();
+        }
+        if let Some(metrics_server) = metrics_server {
+            metrics_server.abort();
         }
     }
 }
@@ -91,14 +159,8 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
     .with_timeout(config.limits.upstream_timeout)
     .with_tls_listener(tls.is_some())
     .with_trusted_proxies(config.trusted_proxies.clone());
-    if let Some(path) = &config.upstream_ca {
-        let upstream_ca = |source: BoxError| AssembleError::UpstreamCa {
-            path: path.clone(),
-            source,
-        };
-        let pem = std::fs::read(path).map_err(|e| upstream_ca(e.into()))?;
-        proxy = proxy
-            .with_upstream_roots(UpstreamRoots::from_pem(&pem).map_err(|e| upstream_ca(e.into()))?);
+    if let Some(roots) = upstream_roots(config)? {
+        proxy = proxy.with_upstream_roots(roots);
     }
     let upstream_check = match &config.mlflow_assertion_secret_file {
         Some(path) => {
@@ -108,12 +170,17 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
         }
         None => None,
     };
-    let authenticator = authenticator(config).await?;
+    let metrics = Arc::new(Metrics::new(&metrics::AUTHENTICATORS));
+    proxy = proxy.with_metrics(Arc::clone(&metrics));
+    let (authenticator, mut reloader) = observed_authenticator(config, &metrics).await?;
+    reloader.tls.clone_from(&tls);
     let throttle = throttle(config, &authenticator)?;
     // The proxy's own 401 (a subject that cannot go in the user header) challenges like the
     // layer's.
     proxy = proxy.with_challenges(&config.realm, authenticator.challenges());
-    let layer = AuthLayer::new(authenticator)
+    // Only the AuthLayer's copy counts cache hits: the throttle asks the cache too.
+    let observed = Observed::cache_hits(authenticator, Arc::clone(&metrics));
+    let layer = AuthLayer::new(BoxAuthenticator::new(observed))
         .with_realm(&config.realm)
         .map_err(AssembleError::Realm)?
         .with_exemptions(config.exemptions().map_err(AssembleError::Config)?);
@@ -133,7 +200,16 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
     let origin_check = config
         .origin_check(local_addr)
         .map_err(AssembleError::Config)?;
-    let service = BoxCloneService::new(edge(origin_check, throttle, layer, proxy));
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            metrics::bind(addr)
+                .await
+                .map_err(|source| AssembleError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    let access_log = AccessLogLayer::new(&config.trusted_proxies, Arc::clone(&metrics));
+    let service = BoxCloneService::new(edge(access_log, origin_check, throttle, layer, proxy));
     Ok(Gateway {
         listener,
         local_addr,
@@ -141,7 +217,24 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
         config: config.clone(),
         tls,
         upstream_check,
+        reloader,
+        metrics,
+        metrics_listener,
     })
+}
+
+/// The `--upstream-ca` bundle, read and parsed.
+pub(crate) fn upstream_roots(config: &Config) -> Result<Option<UpstreamRoots>, AssembleError> {
+    let Some(path) = &config.upstream_ca else {
+        return Ok(None);
+    };
+    let upstream_ca = |source: BoxError| AssembleError::UpstreamCa {
+        path: path.clone(),
+        source,
+    };
+    let pem = std::fs::read(path).map_err(|e| upstream_ca(e.into()))?;
+    let roots = UpstreamRoots::from_pem(&pem).map_err(|e| upstream_ca(e.into()))?;
+    Ok(Some(roots))
 }
 
 /// A client that trusts what the proxy trusts: `--upstream-ca` instead of the public roots.
@@ -161,10 +254,11 @@ fn upstream_check_client(config: &Config) -> Result<HttpClient, AssembleError> {
         .map_err(|e| AssembleError::UpstreamCheck(e.into()))
 }
 
-/// The tower stack: the origin check first, so that a cross-site request costs no password
-/// hash, then the failed-login throttle (a guesser's request costs none either), then
-/// authentication, then the proxy.
+/// The tower stack: the access log around everything, so it sees every answer; the origin
+/// check first, so that a cross-site request costs no password hash, then the failed-login
+/// throttle (a guesser's request costs none either), then authentication, then the proxy.
 fn edge(
+    access_log: AccessLogLayer,
     origin_check: OriginCheckLayer,
     throttle: Option<ThrottleLayer<BoxAuthenticator, ClientIpKey>>,
     auth: AuthLayer<BoxAuthenticator>,
@@ -178,6 +272,7 @@ fn edge(
 + Send
 + 'static {
     ServiceBuilder::new()
+        .layer(access_log)
         .map_response(|response: Response<EdgeBody>| response.map(|body| body.0))
         .layer(origin_check)
         .map_response(|response: Response<ProxyBody>| response.map(EdgeBody))
@@ -185,6 +280,8 @@ fn edge(
         .layer(auth)
         // Inside AuthLayer: an accepted request's token comes back before the upstream answers.
         .layer(ThrottleReleaseLayer::new())
+        // Inside AuthLayer: the accepted principal, for the access log.
+        .layer(RecordPrincipalLayer)
         .service(proxy)
 }
 
@@ -203,8 +300,20 @@ impl From<&'static str> for EdgeBody {
 }
 
 /// The authenticators the configuration asks for, tried in order: htpasswd, MLflow's user
-/// database, JWT.
-async fn authenticator(config: &Config) -> Result<BoxAuthenticator, AssembleError> {
+/// database, static tokens, JWT; and what reloads their files.
+pub(crate) async fn authenticator(
+    config: &Config,
+) -> Result<(BoxAuthenticator, Reloader), AssembleError> {
+    observed_authenticator(config, &Arc::new(Metrics::new(&metrics::AUTHENTICATORS))).await
+}
+
+/// [`authenticator`], recording its password checks in `metrics` and naming on each
+/// principal the store that accepted it.
+async fn observed_authenticator(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<(BoxAuthenticator, Reloader), AssembleError> {
+    let mut reloader = Reloader::default();
     // The password stores share ONE cache (tower_mlflow_auth::authenticator, "Composing a
     // chain"): a hit from any store takes the synchronous fast path, a miss checks each store
     // at most once, and a store's reload revokes what it no longer vouches for.
@@ -219,6 +328,8 @@ async fn authenticator(config: &Config) -> Result<BoxAuthenticator, AssembleErro
                 name: path.display().to_string(),
                 source: e.into(),
             })?;
+        reloader.htpasswd = Some(htpasswd.clone());
+        let htpasswd = Observed::tagged(htpasswd, "htpasswd");
         passwords.push(BoxAuthenticator::new(htpasswd));
     }
     if let Some(db) = &config.mlflow_auth_db {
@@ -231,6 +342,8 @@ async fn authenticator(config: &Config) -> Result<BoxAuthenticator, AssembleErro
             .build()
             .map_err(|e| store_error(e.into()))?;
         users.refresh().await.map_err(|e| store_error(e.into()))?;
+        reloader.mlflow_users = Some(users.clone());
+        let users = Observed::tagged(users, "mlflow-users");
         passwords.push(BoxAuthenticator::new(users));
     }
     let mut chain: Vec<BoxAuthenticator> = Vec::new();
@@ -238,6 +351,9 @@ async fn authenticator(config: &Config) -> Result<BoxAuthenticator, AssembleErro
         .into_iter()
         .reduce(|a, b| BoxAuthenticator::new(first_of(a, b)))
     {
+        // Inside the cache: each call is a miss and a password check.
+        let passwords =
+            BoxAuthenticator::new(Observed::password_checks(passwords, Arc::clone(metrics)));
         chain.push(if config.cache_ttl.is_zero() {
             passwords
         } else {
@@ -248,6 +364,18 @@ async fn authenticator(config: &Config) -> Result<BoxAuthenticator, AssembleErro
                 .map_err(|e| AssembleError::Cache(e.into()))?;
             BoxAuthenticator::new(cached)
         });
+    }
+    if let Some(path) = &config.tokens_file {
+        let tokens = TokensFile::open(path).map_err(|e| AssembleError::Store {
+            what: StoreKind::Tokens,
+            name: path.display().to_string(),
+            source: e.into(),
+        })?;
+        tokens.follow(TOKENS_REFRESH_INTERVAL);
+        reloader.tokens = Some(tokens.clone());
+        // Outside the password cache (a check is one SHA-256), before JWT: a bearer token
+        // that is no static token then costs one hash-map miss before the signature check.
+        chain.push(BoxAuthenticator::new(Observed::tagged(tokens, "tokens")));
     }
     if let Some(issuer) = &config.jwt {
         let mut jwt = Jwt::builder()
@@ -277,12 +405,13 @@ async fn authenticator(config: &Config) -> Result<BoxAuthenticator, AssembleErro
             tracing::warn!(error, "cannot fetch the issuer's keys yet");
         }
         // Outside the password cache: a JWT carries its own expiry.
-        chain.push(BoxAuthenticator::new(jwt));
+        chain.push(BoxAuthenticator::new(Observed::tagged(jwt, "jwt")));
     }
-    chain
+    let authenticator = chain
         .into_iter()
         .reduce(|chain, next| BoxAuthenticator::new(first_of(chain, next)))
-        .ok_or(AssembleError::Config(ConfigError::NoAuthenticator))
+        .ok_or(AssembleError::Config(ConfigError::NoAuthenticator))?;
+    Ok((authenticator, reloader))
 }
 
 /// The builder for `--mlflow-auth-db`, with the PostgreSQL password and CAs read from their
@@ -345,6 +474,8 @@ pub enum StoreKind {
     MlflowUsers,
     /// `--jwt-issuer`.
     Jwt,
+    /// `--tokens-file`.
+    Tokens,
 }
 
 /// Why a gateway could not be assembled.
@@ -416,6 +547,7 @@ impl fmt::Display for AssembleError {
                     StoreKind::Htpasswd => "the htpasswd file",
                     StoreKind::MlflowUsers => "the MLflow user database",
                     StoreKind::Jwt => "the JWT issuer",
+                    StoreKind::Tokens => "the tokens file",
                 };
                 write!(f, "cannot use {what} {name}")
             }

@@ -9,6 +9,7 @@ use tower_mlflow_auth::{
     authenticators::{MlflowUsers, MlflowUsersBuildError},
 };
 
+use crate::logging::LogFormat;
 use crate::proxy::TrustedProxy;
 use crate::proxy::Upstream;
 
@@ -30,6 +31,8 @@ pub struct Config {
     pub public_urls: Vec<String>,
     /// An Apache htpasswd file.
     pub htpasswd: Option<PathBuf>,
+    /// Static API tokens, `user:sha256-hex` a line (`--tokens-file`).
+    pub tokens_file: Option<PathBuf>,
     /// MLflow's user database: its SQLite `basic_auth.db` or a PostgreSQL URL.
     pub mlflow_auth_db: Option<MlflowAuthDb>,
     /// The file holding the PostgreSQL password of a `postgresql://` `mlflow_auth_db`.
@@ -45,6 +48,10 @@ pub struct Config {
     /// Failed logins per minute and client address (`--failed-login-limit`), the burst the
     /// same; zero turns throttling off.
     pub failed_login_limit: u32,
+    /// How log lines are written (`--log-format`).
+    pub log_format: LogFormat,
+    /// Where `GET /metrics` is served (`--metrics-listen`); `None`: no metrics listener.
+    pub metrics_listen: Option<SocketAddr>,
     /// The realm of the `WWW-Authenticate` challenge.
     pub realm: String,
     /// Exact paths that need no authentication.
@@ -274,6 +281,7 @@ impl Config {
             tls: None,
             public_urls: Vec::new(),
             htpasswd: None,
+            tokens_file: None,
             mlflow_auth_db: None,
             mlflow_auth_db_password_file: None,
             mlflow_auth_db_ca_file: None,
@@ -281,6 +289,8 @@ impl Config {
             jwt: None,
             cache_ttl: Self::DEFAULT_CACHE_TTL,
             failed_login_limit: Self::DEFAULT_FAILED_LOGIN_LIMIT,
+            log_format: LogFormat::Text,
+            metrics_listen: None,
             realm: "mlflow".into(),
             exempt: Vec::new(),
             exempt_prefix: Vec::new(),
@@ -296,7 +306,11 @@ impl Config {
 
     /// Checks what can be checked without opening anything.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.htpasswd.is_none() && self.mlflow_auth_db.is_none() && self.jwt.is_none() {
+        if self.htpasswd.is_none()
+            && self.tokens_file.is_none()
+            && self.mlflow_auth_db.is_none()
+            && self.jwt.is_none()
+        {
             return Err(ConfigError::NoAuthenticator);
         }
         let limits = &self.limits;
@@ -409,12 +423,93 @@ impl Config {
     }
 }
 
+/// The configuration in the `--config` file's format (what `--check` prints): every setting,
+/// defaults included. It holds no secret: secrets are only ever named by their files, and a
+/// PostgreSQL URL with a password is not shown.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn list<T: fmt::Display>(items: &[T]) -> String {
+            let quoted: Vec<String> = items
+                .iter()
+                .map(|i| format!("{:?}", i.to_string()))
+                .collect();
+            format!("[{}]", quoted.join(", "))
+        }
+        let text = |key: &str, value: &dyn fmt::Display| format!("{key} = {:?}", value.to_string());
+        let path = |key, value: &Option<PathBuf>| value.as_ref().map(|p| text(key, &p.display()));
+        let mut lines = vec![
+            text("listen", &self.listen),
+            text("upstream", &self.upstream),
+        ];
+        lines.extend(path("upstream-ca", &self.upstream_ca));
+        if let Some(tls) = &self.tls {
+            lines.push(text("tls-cert", &tls.cert.display()));
+            lines.push(text("tls-key", &tls.key.display()));
+        }
+        lines.push(format!("public-url = {}", list(&self.public_urls)));
+        lines.extend(path("htpasswd", &self.htpasswd));
+        lines.extend(path("tokens-file", &self.tokens_file));
+        if let Some(db) = &self.mlflow_auth_db {
+            lines.push(text("mlflow-auth-db", db));
+        }
+        let password_file = &self.mlflow_auth_db_password_file;
+        lines.extend(path("mlflow-auth-db-password-file", password_file));
+        lines.extend(path("mlflow-auth-db-ca-file", &self.mlflow_auth_db_ca_file));
+        if let Some(jwt) = &self.jwt {
+            lines.push(text("jwt-issuer", &jwt.issuer));
+            lines.push(text("jwt-audience", &jwt.audience));
+            lines.extend(path("jwt-ca-file", &jwt.ca_file));
+        }
+        lines.push(text("realm", &self.realm));
+        lines.push(format!("exempt = {}", list(&self.exempt)));
+        lines.push(format!("exempt-prefix = {}", list(&self.exempt_prefix)));
+        let defaults = self.mlflow_default_exemptions;
+        lines.push(format!("mlflow-default-exemptions = {defaults}"));
+        lines.push(text("user-header", &self.user_header));
+        let forward = self.forward_authorization;
+        lines.push(format!("forward-authorization = {forward}"));
+        lines.push(format!("trusted-proxies = {}", list(&self.trusted_proxies)));
+        let secret_file = &self.mlflow_assertion_secret_file;
+        lines.extend(path("mlflow-assertion-secret-file", secret_file));
+        if let Some(group) = &self.mlflow_admin_group {
+            lines.push(text("mlflow-admin-group", group));
+        }
+        let limits = &self.limits;
+        for (key, value) in [
+            ("cache-ttl", self.cache_ttl.as_secs()),
+            ("failed-login-limit", self.failed_login_limit.into()),
+            ("users-refresh", self.users_refresh.as_secs()),
+            ("header-timeout", limits.header_timeout.as_secs()),
+            ("idle-timeout", limits.idle_timeout.as_secs()),
+            ("upstream-timeout", limits.upstream_timeout.as_secs()),
+        ] {
+            lines.push(format!("{key} = {value}"));
+        }
+        lines.push(format!("max-connections = {}", limits.max_connections));
+        if let Some(format) = clap::ValueEnum::to_possible_value(&self.log_format) {
+            lines.push(text("log-format", &format.get_name()));
+        }
+        if let Some(addr) = self.metrics_listen {
+            lines.push(text("metrics-listen", &addr));
+        }
+        f.write_str(&lines.join("\n"))
+    }
+}
+
 /// A configuration [`Config::validate`] rejects.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// None of `--htpasswd`, `--mlflow-auth-db`, `--jwt-issuer`: never an open proxy.
+    /// None of `--htpasswd`, `--tokens-file`, `--mlflow-auth-db`, `--jwt-issuer`: never an
+    /// open proxy.
     NoAuthenticator,
+    /// An option given without the one it needs (`--tls-cert` without `--tls-key`).
+    Incomplete {
+        /// The option given.
+        given: &'static str,
+        /// The option missing.
+        missing: &'static str,
+    },
     /// A duration flag set to zero.
     ZeroDuration {
         /// The flag.
@@ -470,9 +565,11 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoAuthenticator => f.write_str(
-                "no authenticator configured: give --htpasswd, --mlflow-auth-db or --jwt-issuer \
+                "no authenticator configured: give --htpasswd, --tokens-file, --mlflow-auth-db or \
+                 --jwt-issuer \
                  (the gateway never runs as an open proxy)",
             ),
+            Self::Incomplete { given, missing } => write!(f, "{given} needs {missing}"),
             Self::ZeroDuration { flag } => write!(f, "{flag} must be at least 1 second"),
             Self::ZeroMaxConnections => f.write_str("--max-connections must be at least 1"),
             Self::UpstreamCaWithoutHttps => {

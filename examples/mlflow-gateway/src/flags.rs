@@ -1,20 +1,41 @@
 //! The command line: every flag, its help text and its default, turned into a [`Config`].
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{ffi::OsString, fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::Parser;
+use clap::{ArgAction, CommandFactory as _, FromArgMatches as _, Parser};
 use http::HeaderName;
 
 use crate::{
     config::{Config, ConfigError, JwtIssuer, Limits, MlflowAuthDb, TlsFiles},
+    logging::LogFormat,
     proxy::{TrustedProxy, Upstream},
 };
 
 /// An authenticating reverse proxy for one MLflow tracking server.
+///
+/// Every option can also be set as an environment variable (shown with each option) or as a
+/// key of the --config file (the option's name without the dashes in front); a flag wins over
+/// the environment, the environment over the file. List variables are comma-separated.
+/// No option takes a secret: passwords and keys are only read from the *-file options' files.
 #[derive(Debug, Parser)]
 #[command(name = "mlflow-gateway", version, about, long_about = None)]
+#[command(
+    after_help = "`mlflow-gateway hash-token USER` reads a token on stdin and prints \
+                        its --tokens-file line."
+)]
 #[non_exhaustive]
 pub struct Flags {
+    /// A TOML file of options: keys are option names (`listen = "0.0.0.0:8080"`,
+    /// `exempt = ["/health"]`, `cache-ttl = 60`, `forward-authorization = true`); an
+    /// unknown key is an error.
+    #[arg(long, value_name = "FILE", env = "MLFLOW_GATEWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Check the configuration and every file it names, print what would run (no secrets)
+    /// and exit: 0 when all is well, 2 with every problem found.
+    #[arg(long)]
+    pub check: bool,
+
     /// Address to listen on, for example 127.0.0.1:8080 or 0.0.0.0:443.
     #[arg(long, value_name = "ADDR")]
     pub listen: SocketAddr,
@@ -49,6 +70,12 @@ pub struct Flags {
     /// Apache htpasswd file (bcrypt, APR1, SHA-256/512-crypt, {SHA}); reloaded when it changes.
     #[arg(long, value_name = "FILE")]
     pub htpasswd: Option<PathBuf>,
+
+    /// Static API tokens for scripts and CI, sent as `Authorization: Bearer <token>`: lines
+    /// `user:sha256-hex-of-token` (make one with `mlflow-gateway hash-token USER`), `#`
+    /// comments; reloaded when it changes, a broken new file keeps the old tokens.
+    #[arg(long, value_name = "FILE")]
+    pub tokens_file: Option<PathBuf>,
 
     /// MLflow's own user database (the `database_uri` of `mlflow server --app-name
     /// basic-auth`): the path of its SQLite basic_auth.db, opened read-only, or a
@@ -172,19 +199,100 @@ pub struct Flags {
     /// it, new connections wait in the kernel's backlog until one closes.
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub max_connections: usize,
+
+    /// How log lines on stderr are written: `text`, or `json` (one object a line). Each
+    /// request gets an access-log line at INFO on the target mlflow_gateway::access; RUST_LOG
+    /// filters it like everything else.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Serve Prometheus metrics at GET /metrics on this address (a separate listener,
+    /// plain HTTP, no authentication: bind it to a private address). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// The prefix of the environment variable of each option: `MLFLOW_GATEWAY_LISTEN` for
+/// `--listen`.
+pub const ENV_PREFIX: &str = "MLFLOW_GATEWAY_";
+
+/// Options given on the command line only: `--check` is a mode, and `--config` names the file
+/// (it has its variable, `MLFLOW_GATEWAY_CONFIG`, but cannot be a key of itself).
+const COMMAND_LINE_ONLY: [&str; 2] = ["check", "config"];
+
+/// The environment variable of the option `--long`.
+///
+/// ```
+/// assert_eq!(mlflow_gateway::env_var("cache-ttl"), "MLFLOW_GATEWAY_CACHE_TTL");
+/// ```
+pub fn env_var(long: &str) -> String {
+    format!("{ENV_PREFIX}{}", long.to_uppercase().replace('-', "_"))
 }
 
 impl Flags {
+    /// Parses the command line, the environment and the `--config` file (flag > environment >
+    /// file > default). Problems with the file's keys come back beside the flags so that
+    /// `--check` can list them with the rest; a serving gateway refuses to start with any.
+    pub fn load<I, T>(args: I) -> Result<(Self, Vec<ConfigFileError>), LoadError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let mut command = Self::command_with_env();
+        let mut problems = Vec::new();
+        let file = config_path(&args).or_else(|| std::env::var_os(env_var("config")));
+        if let Some(path) = file.filter(|path| !path.is_empty()).map(PathBuf::from) {
+            let table = read_config_file(&path)?;
+            (command, problems) = install_file_defaults(command, &path, table);
+        }
+        let matches = command
+            .try_get_matches_from(args)
+            .map_err(LoadError::Usage)?;
+        let flags = Self::from_arg_matches(&matches).map_err(LoadError::Usage)?;
+        Ok((flags, problems))
+    }
+
+    /// The command with an environment variable for every option but `--check`.
+    pub fn command_with_env() -> clap::Command {
+        Self::command().mut_args(|arg| {
+            let Some(long) = arg
+                .get_long()
+                .filter(|long| !COMMAND_LINE_ONLY.contains(long))
+                .map(str::to_owned)
+            else {
+                return arg;
+            };
+            let list = matches!(arg.get_action(), ArgAction::Append);
+            let arg = arg.env(env_var(&long));
+            // One variable holds a whole list.
+            if list { arg.value_delimiter(',') } else { arg }
+        })
+    }
+
     /// The configuration the flags describe, validated.
     pub fn into_config(self) -> Result<Config, ConfigError> {
+        let config = self.into_unvalidated_config()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration the flags describe, not yet [validated](Config::validate), so that
+    /// `--check` can go on to the files after a rule is broken.
+    pub fn into_unvalidated_config(self) -> Result<Config, ConfigError> {
         let mut config = Config::new(self.listen, self.upstream);
         config.upstream_ca = self.upstream_ca;
+        // clap's `requires` does not see values from the file (they are defaults).
+        let half = |given, missing| ConfigError::Incomplete { given, missing };
         config.tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles::new(cert, key)),
-            _ => None,
+            (Some(_), None) => return Err(half("--tls-cert", "--tls-key")),
+            (None, Some(_)) => return Err(half("--tls-key", "--tls-cert")),
+            (None, None) => None,
         };
         config.public_urls = self.public_urls;
         config.htpasswd = self.htpasswd;
+        config.tokens_file = self.tokens_file;
         config.mlflow_auth_db = self.mlflow_auth_db;
         config.mlflow_auth_db_password_file = self.mlflow_auth_db_password_file;
         config.mlflow_auth_db_ca_file = self.mlflow_auth_db_ca_file;
@@ -194,10 +302,17 @@ impl Flags {
                 ca_file: self.jwt_ca_file,
                 ..JwtIssuer::new(issuer, audience)
             }),
-            _ => None,
+            (Some(_), None) => return Err(half("--jwt-issuer", "--jwt-audience")),
+            (None, Some(_)) => return Err(half("--jwt-audience", "--jwt-issuer")),
+            (None, None) if self.jwt_ca_file.is_some() => {
+                return Err(half("--jwt-ca-file", "--jwt-issuer"));
+            }
+            (None, None) => None,
         };
         config.cache_ttl = Duration::from_secs(self.cache_ttl);
         config.failed_login_limit = self.failed_login_limit;
+        config.log_format = self.log_format;
+        config.metrics_listen = self.metrics_listen;
         config.realm = self.realm;
         config.exempt = self.exempt;
         config.exempt_prefix = self.exempt_prefix;
@@ -213,10 +328,226 @@ impl Flags {
             upstream_timeout: Duration::from_secs(self.upstream_timeout),
             max_connections: self.max_connections,
         };
-        config.validate()?;
         Ok(config)
     }
 }
+
+/// `--config FILE` or `--config=FILE` before a `--`.
+fn config_path(args: &[OsString]) -> Option<OsString> {
+    let mut args = args.iter().skip(1).take_while(|arg| *arg != "--");
+    while let Some(arg) = args.next() {
+        if arg == "--config" {
+            return args.next().cloned();
+        }
+        if let Some(path) = arg.to_str().and_then(|a| a.strip_prefix("--config=")) {
+            return Some(path.into());
+        }
+    }
+    None
+}
+
+fn read_config_file(path: &std::path::Path) -> Result<toml::Table, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    text.parse().map_err(|source| LoadError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Makes each key of the file the default of its option, so that clap applies the precedence
+/// and parses the values as it does for flags.
+fn install_file_defaults(
+    mut command: clap::Command,
+    path: &std::path::Path,
+    table: toml::Table,
+) -> (clap::Command, Vec<ConfigFileError>) {
+    let mut problems = Vec::new();
+    for (key, value) in table {
+        let problem = |kind| ConfigFileError {
+            path: path.to_owned(),
+            key: key.clone(),
+            kind,
+        };
+        let arg = command.get_arguments().find(|arg| {
+            arg.get_long() == Some(key.as_str()) && !COMMAND_LINE_ONLY.contains(&key.as_str())
+        });
+        let Some(arg) = arg else {
+            problems.push(problem(ConfigFileErrorKind::UnknownKey));
+            continue;
+        };
+        let parsed = file_values(arg, &value)
+            .map_err(|expected| problem(ConfigFileErrorKind::WrongType { expected }));
+        // Parsed here as well as by clap later, so that a bad value names the file and key.
+        let checked = parsed.and_then(|values| match parse_alone(arg, &values) {
+            Ok(()) => Ok(values),
+            Err(reason) => Err(problem(ConfigFileErrorKind::InvalidValue { reason })),
+        });
+        match checked {
+            Ok(values) => {
+                let id = arg.get_id().clone();
+                // clap does not count a default as given, so a required option set by the
+                // file is no longer required.
+                command = command.mut_arg(id, |arg| arg.default_values(values).required(false));
+            }
+            Err(problem) => problems.push(problem),
+        }
+    }
+    (command, problems)
+}
+
+/// Parses `values` with `arg`'s value parser, in a command of its own (the real one would
+/// also judge the other options); what clap says, without `error: ` and usage, if it fails.
+fn parse_alone(arg: &clap::Arg, values: &[String]) -> Result<(), String> {
+    if matches!(arg.get_action(), ArgAction::SetTrue) {
+        return Ok(());
+    }
+    let long = arg.get_long().unwrap_or("value").to_owned();
+    let value_name = arg
+        .get_value_names()
+        .and_then(|names| names.first())
+        .map_or("VALUE", |name| name.as_str())
+        .to_owned();
+    let alone = clap::Arg::new("value")
+        .long(long.clone())
+        .value_name(value_name)
+        .value_parser(arg.get_value_parser().clone())
+        .action(ArgAction::Append);
+    let argv = values.iter().map(|value| format!("--{long}={value}"));
+    let parsed = clap::Command::new("mlflow-gateway")
+        .arg(alone)
+        .try_get_matches_from(std::iter::once("mlflow-gateway".to_owned()).chain(argv));
+    parsed.map(drop).map_err(|error| {
+        let text = error.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        first.strip_prefix("error: ").unwrap_or(first).to_owned()
+    })
+}
+
+/// The option's values as clap would read them from a command line, or the type expected.
+fn file_values(arg: &clap::Arg, value: &toml::Value) -> Result<Vec<String>, &'static str> {
+    use std::any::TypeId;
+    use toml::Value;
+    let integer = [
+        TypeId::of::<u64>(),
+        TypeId::of::<u32>(),
+        TypeId::of::<usize>(),
+    ]
+    .into_iter()
+    .any(|id| arg.get_value_parser().type_id() == id);
+    let scalar = |value: &Value| match value {
+        Value::Integer(n) if integer => Ok(n.to_string()),
+        Value::String(s) if !integer => Ok(s.clone()),
+        _ if integer => Err("an integer"),
+        _ => Err("a string"),
+    };
+    match arg.get_action() {
+        ArgAction::SetTrue => match value {
+            Value::Boolean(b) => Ok(vec![b.to_string()]),
+            _ => Err("a boolean (true or false)"),
+        },
+        ArgAction::Append => match value {
+            Value::Array(items) => items
+                .iter()
+                .map(scalar)
+                .collect::<Result<_, _>>()
+                .map_err(|_| "an array of strings"),
+            _ => Err("an array of strings"),
+        },
+        _ => scalar(value).map(|one| vec![one]),
+    }
+}
+
+/// The command line, the environment or the `--config` file cannot be used.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// A usage error, or `--help`/`--version`: [`clap::Error::exit`] prints it.
+    Usage(clap::Error),
+    /// The `--config` file cannot be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The `--config` file is not TOML.
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and why.
+        source: toml::de::Error,
+    },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Usage(error) => error.fmt(f),
+            Self::Read { path, .. } => write!(f, "cannot read --config {}", path.display()),
+            Self::Parse { path, .. } => write!(f, "--config {} is not valid TOML", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Usage(_) => None,
+            Self::Read { source, .. } => Some(source),
+            Self::Parse { source, .. } => Some(source),
+        }
+    }
+}
+
+/// A key of the `--config` file that cannot be used.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ConfigFileError {
+    /// The file.
+    pub path: PathBuf,
+    /// The key.
+    pub key: String,
+    /// What is wrong with it.
+    pub kind: ConfigFileErrorKind,
+}
+
+/// What is wrong with a key of the `--config` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigFileErrorKind {
+    /// No option has this name.
+    UnknownKey,
+    /// The value is not of the option's type.
+    WrongType {
+        /// The type the option takes.
+        expected: &'static str,
+    },
+    /// The value is of the right type but not one the option takes.
+    InvalidValue {
+        /// Why, as for the flag.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ConfigFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (path, key) = (self.path.display(), &self.key);
+        match &self.kind {
+            ConfigFileErrorKind::UnknownKey => write!(f, "{path}: unknown key {key:?}"),
+            ConfigFileErrorKind::WrongType { expected } => {
+                write!(f, "{path}: key {key:?} must be {expected}")
+            }
+            ConfigFileErrorKind::InvalidValue { reason } => {
+                write!(f, "{path}: key {key:?}: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigFileError {}
 
 #[cfg(test)]
 mod tests {
@@ -441,6 +772,124 @@ mod tests {
             parse(&["--mlflow-auth-db=postgresql://m@db.internal/auth?sslmode=disable"]),
             Err(ConfigError::MlflowAuthDbUrl { .. })
         ));
+    }
+
+    /// The flags from `file` (a TOML text, after a listen address and an upstream) under
+    /// `args`, and the problems with its keys.
+    fn with_file(file: &str, args: &[&str]) -> (Option<Flags>, Vec<ConfigFileError>) {
+        let file =
+            format!("listen = \"127.0.0.1:9\"\nupstream = \"http://127.0.0.1:5000\"\n{file}");
+        let table: toml::Table = file.parse().unwrap();
+        let path = std::path::Path::new("/etc/gateway.toml");
+        let (command, problems) = install_file_defaults(Flags::command(), path, table);
+        let argv = std::iter::once("mlflow-gateway").chain(args.iter().copied());
+        let matches = command.try_get_matches_from(argv).ok();
+        let flags = matches.map(|m| Flags::from_arg_matches(&m).unwrap());
+        (flags, problems)
+    }
+
+    #[test]
+    fn file_keys_are_flag_names_with_toml_types() {
+        let file = r#"
+            htpasswd = "/h"
+            exempt = ["/health", "/version"]
+            mlflow-default-exemptions = true
+            cache-ttl = 5
+            realm = "file"
+        "#;
+        let (flags, problems) = with_file(file, &["--realm", "flag"]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let config = flags.unwrap().into_config().unwrap();
+        assert_eq!(config.listen.port(), 9);
+        assert_eq!(config.exempt, ["/health", "/version"]);
+        assert!(config.mlflow_default_exemptions);
+        assert_eq!(config.cache_ttl, Duration::from_secs(5));
+        assert_eq!(config.realm, "flag");
+        // A flag replaces a list from the file rather than adding to it.
+        let (flags, _) = with_file(file, &["--exempt", "/other"]);
+        assert_eq!(flags.unwrap().exempt, ["/other"]);
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_the_key_and_the_file() {
+        let file = r#"
+            lsiten = "127.0.0.1:8"
+            cache-ttl = "60"
+            exempt = "/health"
+            forward-authorization = "yes"
+            realm = 7
+            check = true
+            user-header = "not a header"
+        "#;
+        let (_, problems) = with_file(file, &[]);
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                r#"/etc/gateway.toml: key "cache-ttl" must be an integer"#,
+                r#"/etc/gateway.toml: unknown key "check""#,
+                r#"/etc/gateway.toml: key "exempt" must be an array of strings"#,
+                r#"/etc/gateway.toml: key "forward-authorization" must be a boolean (true or false)"#,
+                r#"/etc/gateway.toml: unknown key "lsiten""#,
+                r#"/etc/gateway.toml: key "realm" must be a string"#,
+                "/etc/gateway.toml: key \"user-header\": invalid value 'not a header' for \
+                 '--user-header <NAME>': invalid HTTP header name",
+            ]
+        );
+    }
+
+    #[test]
+    fn pairs_from_the_file_are_checked_like_flags() {
+        let file = r#"
+            htpasswd = "/h"
+            tls-cert = "/c"
+        "#;
+        let (flags, problems) = with_file(file, &[]);
+        assert!(problems.is_empty());
+        let error = flags.unwrap().into_config().unwrap_err();
+        assert_eq!(error.to_string(), "--tls-cert needs --tls-key");
+    }
+
+    #[test]
+    fn the_config_path_comes_before_a_double_dash() {
+        let args = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
+        let found = |list: &[&str]| config_path(&args(list));
+        assert_eq!(found(&["g", "--config", "/a"]), Some("/a".into()));
+        assert_eq!(found(&["g", "--config=/b"]), Some("/b".into()));
+        assert_eq!(found(&["g", "--", "--config", "/a"]), None);
+        assert_eq!(found(&["g"]), None);
+    }
+
+    #[test]
+    fn no_option_takes_a_secret_value() {
+        // Secrets are named by their files, which ps, the environment and the config file
+        // may show; so every option about one takes a FILE.
+        for arg in Flags::command().get_arguments() {
+            let long = arg.get_long().unwrap();
+            if ["password", "secret", "token", "key"]
+                .iter()
+                .any(|word| long.contains(word))
+            {
+                let names: Vec<&str> = arg
+                    .get_value_names()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|name| name.as_str())
+                    .collect();
+                assert_eq!(names, ["FILE"], "--{long}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_option_but_check_has_its_variable() {
+        let command = Flags::command_with_env();
+        for arg in command.get_arguments() {
+            let long = arg.get_long().unwrap();
+            let env = arg.get_env().map(|env| env.to_string_lossy().into_owned());
+            let expected = (long != "check").then(|| env_var(long));
+            assert_eq!(env, expected, "--{long}");
+        }
     }
 
     #[test]

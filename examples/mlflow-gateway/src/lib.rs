@@ -2,24 +2,34 @@
 //! the replacement for the nginx + htpasswd recipe.
 //!
 //! The binary's flags are documented by `mlflow-gateway --help`. It reads top to bottom:
-//! [`Flags`] → a validated [`Config`] → [`assemble`] (listener, TLS, authenticators, proxy)
-//! → [`Gateway::serve`] (the accept loop with its timers and connection cap).
+//! [`Flags::load`] (flags, `MLFLOW_GATEWAY_*` variables, a `--config` TOML file) → a
+//! validated [`Config`] → [`assemble`] (listener, TLS, authenticators, proxy) →
+//! [`Gateway::serve`] (the accept loop with its timers and connection cap). [`check`] is
+//! `--check`; [`Reloader`] is what SIGHUP calls.
 
+mod access_log;
 mod activity;
 mod assemble;
 pub mod assertion;
+mod check;
 mod config;
 mod flags;
 mod forwarded;
+pub mod logging;
+mod metrics;
 pub mod proxy;
 mod server;
 mod tls;
+pub mod tokens;
 mod tunnel;
 mod upstream;
 
 pub use self::{
-    assemble::{AssembleError, Gateway, StoreKind, assemble},
+    access_log::TARGET as ACCESS_LOG_TARGET,
+    assemble::{AssembleError, Gateway, Reloader, StoreKind, assemble},
+    check::check,
     config::{Config, ConfigError, JwtIssuer, Limits, TlsFiles},
-    flags::Flags,
+    flags::{ConfigFileError, ConfigFileErrorKind, ENV_PREFIX, Flags, LoadError, env_var},
+    logging::LogFormat,
     tls::TlsFilesError,
 };

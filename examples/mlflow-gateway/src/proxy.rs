@@ -26,6 +26,7 @@ use tower_service::Service;
 use crate::{
     assertion::{Asserter, Delegation},
     forwarded::{self, Hop},
+    metrics::Metrics,
     tunnel::{self, TunnelScope},
     upstream,
 };
@@ -57,6 +58,8 @@ pub struct Proxy {
     challenges: Challenges,
     /// Signs who the user is for MLflow (`--mlflow-assertion-secret-file`).
     delegation: Option<Arc<Delegation>>,
+    /// Times the upstream's response heads.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// The `WWW-Authenticate` values of the proxy's own 401, as `AuthLayer` renders them.
@@ -84,7 +87,15 @@ impl Proxy {
             trusted_proxies: Arc::new([]),
             challenges: Challenges::default(),
             delegation: None,
+            metrics: None,
         }
+    }
+
+    /// Records each upstream response head's latency in `metrics`.
+    #[must_use]
+    pub(crate) fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Adds a signed assertion of the principal to every authenticated request, for MLflow's
@@ -251,8 +262,13 @@ impl Service<Request<Incoming>> for Proxy {
         parts.version = http::Version::HTTP_11;
         let upstream = self.client.request(Request::from_parts(parts, body));
         let timeout = self.timeout;
+        let (metrics, started) = (self.metrics.clone(), tokio::time::Instant::now());
         Box::pin(async move {
-            match tokio::time::timeout(timeout, upstream).await {
+            let answer = tokio::time::timeout(timeout, upstream).await;
+            if let (Some(metrics), Ok(Ok(_))) = (&metrics, &answer) {
+                metrics.upstream_head(started.elapsed());
+            }
+            match answer {
                 Err(_elapsed) => {
                     tracing::warn!(?timeout, "the upstream did not answer in time");
                     Ok(local(

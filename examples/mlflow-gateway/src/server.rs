@@ -25,6 +25,7 @@ use tower_service::Service;
 use crate::{
     activity::{Activity, Tracked},
     config::Limits,
+    metrics::Metrics,
     proxy::{PeerAddr, ProxyBody},
     tls::TlsListener,
     tunnel::TunnelScope,
@@ -47,6 +48,7 @@ pub(crate) async fn serve<S>(
     service: S,
     limits: Limits,
     tls: Option<TlsListener>,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) where
     S: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
@@ -97,7 +99,10 @@ pub(crate) async fn serve<S>(
             closing: closing.subscribe(),
         };
         let (builder, tls) = (builder.clone(), tls.clone());
+        let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
+            // Counted open from the accept (TLS handshake included) until the task ends.
+            let _open = metrics.connection_opened();
             match tls {
                 None => {
                     connection(stream, per_connection, &builder, watchers, activity, limits).await;
@@ -116,8 +121,14 @@ pub(crate) async fn serve<S>(
                             )
                             .await;
                         }
-                        Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        Ok(Err(error)) => {
+                            metrics.tls_handshake_failed();
+                            tracing::debug!(%error, %peer, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            metrics.tls_handshake_failed();
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                        }
                     }
                 }
             }

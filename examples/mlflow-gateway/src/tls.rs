@@ -159,13 +159,8 @@ impl TlsListener {
                 continue;
             }
             seen = now;
-            let (files, provider) = (self.files.clone(), self.provider.clone());
-            let loaded = run_blocking(move || load(&files, &provider))
-                .await
-                .unwrap_or_else(|failed| Err(TlsFilesError::Task(failed.into())));
-            match loaded {
-                Ok(pair) => {
-                    self.resolver.0.store(Arc::new(pair));
+            match self.reload().await {
+                Ok(()) => {
                     tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
                 }
                 Err(error) => tracing::error!(
@@ -174,6 +169,17 @@ impl TlsListener {
                 ),
             }
         }
+    }
+
+    /// Loads the pair now and swaps it in (the poller and SIGHUP); on an error the old pair
+    /// stays.
+    pub(crate) async fn reload(&self) -> Result<(), TlsFilesError> {
+        let (files, provider) = (self.files.clone(), self.provider.clone());
+        let pair = run_blocking(move || load(&files, &provider))
+            .await
+            .unwrap_or_else(|failed| Err(TlsFilesError::Task(failed.into())))?;
+        self.resolver.0.store(Arc::new(pair));
+        Ok(())
     }
 }
 

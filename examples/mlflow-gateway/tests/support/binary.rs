@@ -28,6 +28,11 @@ impl Binary {
     /// stderr in a log file (`RUST_LOG=info`), and waits until it listens; panics with the
     /// log if it exits first or is not listening after 30 s.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    /// [`start`](Self::start) with `env` set in the binary's environment.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = TempDir::new("gateway-binary");
         let log = dir.path().join("gateway.log");
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -36,6 +41,7 @@ impl Binary {
             Command::new(env!("CARGO_BIN_EXE_mlflow-gateway"))
                 .args(["--listen", &addr.to_string()])
                 .args(args)
+                .envs(env.iter().copied())
                 .env("RUST_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -68,6 +74,11 @@ impl Binary {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Its process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
     }
 
     /// Its address.
