@@ -19,6 +19,7 @@ pub mod logging;
 mod metrics;
 pub mod proxy;
 mod server;
+mod stores;
 mod tls;
 pub mod tokens;
 mod tunnel;
