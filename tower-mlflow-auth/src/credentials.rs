@@ -48,6 +48,8 @@ pub enum Scheme {
     Bearer,
     /// A credential carried in some other header, such as an `X-Api-Key`.
     Header,
+    /// A browser session cookie, e.g. from the gateway's OpenID Connect sign-in.
+    Session,
 }
 
 impl fmt::Display for Scheme {
@@ -56,6 +58,7 @@ impl fmt::Display for Scheme {
             Self::Basic => "basic",
             Self::Bearer => "bearer",
             Self::Header => "header",
+            Self::Session => "session",
         })
     }
 }
@@ -385,6 +388,20 @@ mod tests {
 
     fn parse_err(values: &[&[u8]]) -> CredentialsError {
         parse(values).unwrap_err()
+    }
+
+    #[test]
+    fn schemes_display_in_lower_case() {
+        let shown: Vec<String> = [
+            Scheme::Basic,
+            Scheme::Bearer,
+            Scheme::Header,
+            Scheme::Session,
+        ]
+        .iter()
+        .map(|scheme| format!("{scheme:>7}"))
+        .collect();
+        assert_eq!(shown, ["  basic", " bearer", " header", "session"]);
     }
 
     #[test]

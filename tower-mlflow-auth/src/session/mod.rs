@@ -11,6 +11,8 @@
 //!   across `name.0`, `name.1`, … and joins it again from a request's `Cookie` headers, and
 //!   renders the removal of every chunk present, for logout; [`SessionCookie::remove_from`]
 //!   takes the session out of a request before it is forwarded.
+//! - [`ReturnPath`] checks where a browser goes back to after sign-in: only ever a path on
+//!   this origin, never an open redirect.
 //!
 //! A tampered, truncated, expired, other-key or other-name cookie opens to `None`, the same as
 //! no cookie: never an error, never a panic.
@@ -81,6 +83,7 @@ mod cookie;
 mod error;
 mod keys;
 mod pairs;
+mod return_path;
 #[cfg(test)]
 mod tests;
 
@@ -88,4 +91,5 @@ pub use self::{
     cookie::{SessionCookie, SessionCookieBuilder},
     error::{SessionCookieBuildError, SessionKeysError, SessionSealError},
     keys::SessionKeys,
+    return_path::ReturnPath,
 };

@@ -1,5 +1,6 @@
 //! [`Jwt::verify_id_token`]: an OpenID Connect ID token, checked like a bearer JWT and for
-//! the `nonce` of the login that asked for it.
+//! the `nonce` of the login that asked for it; [`Jwt::verify_refreshed_id_token`]: one from a
+//! refresh, checked for the session's `sub` instead.
 
 use std::{
     error::Error,
@@ -53,10 +54,63 @@ impl Jwt {
         token: &str,
         expected_nonce: &str,
     ) -> Result<IdTokenClaims, IdTokenError> {
+        self.verify_id_token_for(
+            token,
+            Expected::Login {
+                nonce: expected_nonce,
+            },
+        )
+        .await
+    }
+
+    /// Verifies an ID token from a refresh-token grant (OpenID Connect Core §12.2) and
+    /// returns its claims.
+    ///
+    /// The checks of [`verify_id_token`](Self::verify_id_token), except for two: `sub` must
+    /// equal `subject` (the session's user at the issuer), and `nonce` may be absent (issuers
+    /// usually leave it out of refreshed tokens) but, when present, must equal
+    /// `original_nonce`, the nonce of the login that started the session (compared in
+    /// constant time; an empty `original_nonce` matches nothing).
+    ///
+    /// ```no_run
+    /// # use tower_mlflow_auth::authenticators::Jwt;
+    /// # async fn refreshed(oidc: &Jwt, id_token: &str) -> Result<(), Box<dyn std::error::Error>> {
+    /// // `sub` and the nonce as the session recorded them at sign-in.
+    /// let claims = oidc.verify_refreshed_id_token(id_token, "248289761001", "n-0S6_WzA2Mj").await?;
+    /// assert_eq!(claims.subject(), "248289761001");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`verify_id_token`](Self::verify_id_token), and [`IdTokenError::SubjectChanged`]
+    /// when `sub` is not `subject`.
+    pub async fn verify_refreshed_id_token(
+        &self,
+        token: &str,
+        subject: &str,
+        original_nonce: &str,
+    ) -> Result<IdTokenClaims, IdTokenError> {
+        self.verify_id_token_for(
+            token,
+            Expected::Refresh {
+                subject,
+                nonce: original_nonce,
+            },
+        )
+        .await
+    }
+
+    async fn verify_id_token_for(
+        &self,
+        token: &str,
+        expected: Expected<'_>,
+    ) -> Result<IdTokenClaims, IdTokenError> {
         if !self.checks.issuer_checked || self.checks.audiences.is_empty() {
             return Err(IdTokenError::Unconfigured);
         }
-        let accept = |decoded: Decoded<'_>| self.id_token_claims(decoded.claims, expected_nonce);
+        let accept = |decoded: Decoded<'_>| self.id_token_claims(decoded.claims, expected);
         self.verify_with(token, &accept)
             .await
             .map_err(IdTokenError::Keys)?
@@ -65,15 +119,21 @@ impl Jwt {
     fn id_token_claims(
         &self,
         claims: Value,
-        expected_nonce: &str,
+        expected: Expected<'_>,
     ) -> Result<IdTokenClaims, IdTokenError> {
-        let nonce = claims
-            .get("nonce")
-            .and_then(Value::as_str)
-            .ok_or(IdTokenError::MissingClaim("nonce".into()))?;
-        let same = nonce.as_bytes().ct_eq(expected_nonce.as_bytes());
-        if expected_nonce.is_empty() || !bool::from(same) {
-            return Err(IdTokenError::Nonce);
+        match claims.get("nonce") {
+            // §12.2: a refreshed token need not carry the nonce again.
+            None if matches!(expected, Expected::Refresh { .. }) => {}
+            nonce => {
+                let nonce = nonce
+                    .and_then(Value::as_str)
+                    .ok_or(IdTokenError::MissingClaim("nonce".into()))?;
+                let expected_nonce = expected.nonce();
+                let same = nonce.as_bytes().ct_eq(expected_nonce.as_bytes());
+                if expected_nonce.is_empty() || !bool::from(same) {
+                    return Err(IdTokenError::Nonce);
+                }
+            }
         }
         let several_audiences = claims
             .get("aud")
@@ -102,11 +162,35 @@ impl Jwt {
         if !subject_ok {
             return Err(IdTokenError::Subject);
         }
+        if let Expected::Refresh { subject, .. } = expected
+            && claims.get("sub").and_then(Value::as_str) != Some(subject)
+        {
+            return Err(IdTokenError::SubjectChanged);
+        }
         Ok(IdTokenClaims { claims })
     }
 }
 
-/// The claims of an ID token accepted by [`Jwt::verify_id_token`].
+/// What an ID token's `nonce` and `sub` must be, besides the checks every ID token gets.
+#[derive(Clone, Copy)]
+enum Expected<'a> {
+    /// From a login's code: `nonce` present and this login's.
+    Login { nonce: &'a str },
+    /// From a refresh (OpenID Connect Core §12.2): `sub` the session's; `nonce`, when
+    /// present, the original login's.
+    Refresh { subject: &'a str, nonce: &'a str },
+}
+
+impl<'a> Expected<'a> {
+    fn nonce(self) -> &'a str {
+        match self {
+            Self::Login { nonce } | Self::Refresh { nonce, .. } => nonce,
+        }
+    }
+}
+
+/// The claims of an ID token accepted by [`Jwt::verify_id_token`] or
+/// [`Jwt::verify_refreshed_id_token`].
 #[derive(Clone, Debug)]
 pub struct IdTokenClaims {
     claims: Value,
@@ -167,7 +251,7 @@ impl IdTokenClaims {
     }
 }
 
-/// Why [`Jwt::verify_id_token`] refused an ID token. Its text never contains the token.
+/// Why [`Jwt::verify_id_token`] or [`Jwt::verify_refreshed_id_token`] refused an ID token. Its text never contains the token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IdTokenError {
@@ -197,6 +281,9 @@ pub enum IdTokenError {
     Nonce,
     /// `sub` is missing, empty or longer than [`Jwt::MAX_SUBJECT_LEN`].
     Subject,
+    /// A refreshed token's `sub` is not the session's
+    /// ([`Jwt::verify_refreshed_id_token`]).
+    SubjectChanged,
     /// The `Jwt` accepts any issuer or any audience; an ID token needs both checked.
     Unconfigured,
     /// The issuer's keys could not be fetched.
@@ -234,6 +321,7 @@ impl fmt::Display for IdTokenError {
             Self::MissingClaim(claim) => write!(f, "the token has no usable `{claim}` claim"),
             Self::Nonce => f.pad("the token's `nonce` is not this login's"),
             Self::Subject => f.pad("the token has no usable `sub`"),
+            Self::SubjectChanged => f.pad("the refreshed token's `sub` is not the session's"),
             Self::Unconfigured => {
                 f.pad("ID tokens need a `Jwt` with an issuer and the client id as audience")
             }
