@@ -9,9 +9,10 @@ use std::{
 use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
-use tower::{ServiceBuilder, util::BoxCloneService};
+use tower::{Layer as _, ServiceBuilder, util::BoxCloneService};
 use tower_mlflow_auth::{
-    AuthLayer, Authenticator as _, BoxAuthenticator, InvalidRealm, OriginCheckLayer,
+    AuthLayer, AuthRejection, Authenticator, Authorization, BoxAuthenticator, Challenge,
+    Credentials, InvalidRealm, OriginCheckLayer, RejectionResponse,
     authenticators::{Htpasswd, MlflowUsers},
     throttle::{ThrottleBuildError, ThrottleLayer, ThrottleReleaseLayer},
 };
@@ -23,13 +24,14 @@ use tower_mlflow_core::{
 pub(crate) use crate::stores::authenticator;
 use crate::stores::observed_authenticator;
 use crate::{
-    access_log::{AccessLogLayer, RecordPrincipalLayer},
+    access_log::{AccessLogLayer, RecordPrincipal, RecordPrincipalLayer},
     assertion::{self, Asserter, AssertionSecretError},
     config::{Config, ConfigError},
     forwarded::ClientIpKey,
     metrics::{self, Metrics, Observed},
     proxy::{Proxy, ProxyBody, UpstreamRoots},
     server,
+    sso::{self, Sso, SsoError, SsoLayer, SsoOriginLayer},
     tls::{TlsFilesError, TlsListener},
     tokens::TokensFile,
 };
@@ -172,7 +174,21 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
     };
     let metrics = Arc::new(Metrics::new(&metrics::AUTHENTICATORS));
     proxy = proxy.with_metrics(Arc::clone(&metrics));
-    let (authenticator, mut reloader) = observed_authenticator(config, &metrics).await?;
+    let exemptions = config.exemptions().map_err(AssembleError::Config)?;
+    let sso = config
+        .sso
+        .as_ref()
+        .map(|sso| Sso::new(sso, exemptions.clone()).map(Arc::new))
+        .transpose()
+        .map_err(AssembleError::Sso)?;
+    let (authenticator, mut reloader) = match observed_authenticator(config, &metrics).await {
+        // Browser sign-in alone: API requests find no store, and no challenge that would
+        // make a browser show a password dialog.
+        Err(AssembleError::Config(ConfigError::NoAuthenticator)) if sso.is_some() => {
+            (BoxAuthenticator::new(NoApiLogin), Reloader::default())
+        }
+        other => other?,
+    };
     reloader.tls.clone_from(&tls);
     let throttle = throttle(config, &authenticator)?;
     // The proxy's own 401 (a subject that cannot go in the user header) challenges like the
@@ -183,7 +199,10 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
     let layer = AuthLayer::new(BoxAuthenticator::new(observed))
         .with_realm(&config.realm)
         .map_err(AssembleError::Realm)?
-        .with_exemptions(config.exemptions().map_err(AssembleError::Config)?);
+        .with_exemptions(exemptions)
+        .with_rejection_response(Rejection {
+            json: sso.is_some(),
+        });
     let listener =
         TcpListener::bind(config.listen)
             .await
@@ -209,7 +228,14 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
         None => None,
     };
     let access_log = AccessLogLayer::new(&config.trusted_proxies, Arc::clone(&metrics));
-    let service = BoxCloneService::new(edge(access_log, origin_check, throttle, layer, proxy));
+    let sso = sso.map(|sso| {
+        let direct = RecordPrincipalLayer.layer(proxy.clone());
+        (
+            SsoOriginLayer::new(Arc::clone(&sso)),
+            SsoLayer::new(sso, direct),
+        )
+    });
+    let service = BoxCloneService::new(edge(access_log, origin_check, sso, throttle, layer, proxy));
     Ok(Gateway {
         listener,
         local_addr,
@@ -255,13 +281,24 @@ fn upstream_check_client(config: &Config) -> Result<HttpClient, AssembleError> {
 }
 
 /// The tower stack: the access log around everything, so it sees every answer; the origin
-/// check first, so that a cross-site request costs no password hash, then the failed-login
-/// throttle (a guesser's request costs none either), then authentication, then the proxy.
+/// check first, so that a cross-site request costs no password hash; with browser sign-in,
+/// the `Sso` service, which answers `/_gateway/*` and sends a request with a session
+/// straight to the proxy (`direct`, in the `SsoLayer`); then the failed-login throttle (a
+/// guesser's request costs no hash either), then authentication, then the proxy.
+///
+/// The `SsoOrigin` layer in front of the origin check notes whether a write came from the
+/// gateway's origin before the check takes a verified `Origin` out.
+///
+/// ```text
+/// AccessLog → [SsoOrigin] → OriginCheck → [Sso] ─┬─ [Throttle] → Auth → ThrottleRelease → RecordPrincipal → Proxy
+///                                                └─ direct:                               RecordPrincipal → Proxy
+/// ```
 fn edge(
     access_log: AccessLogLayer,
     origin_check: OriginCheckLayer,
+    sso: Option<(SsoOriginLayer, SsoLayer<RecordPrincipal<Proxy>>)>,
     throttle: Option<ThrottleLayer<BoxAuthenticator, ClientIpKey>>,
-    auth: AuthLayer<BoxAuthenticator>,
+    auth: AuthLayer<BoxAuthenticator, Rejection>,
     proxy: Proxy,
 ) -> impl tower::Service<
     Request<Incoming>,
@@ -271,11 +308,14 @@ fn edge(
 > + Clone
 + Send
 + 'static {
+    let (sso_origin, sso) = sso.unzip();
     ServiceBuilder::new()
         .layer(access_log)
         .map_response(|response: Response<EdgeBody>| response.map(|body| body.0))
+        .option_layer(sso_origin)
         .layer(origin_check)
         .map_response(|response: Response<ProxyBody>| response.map(EdgeBody))
+        .option_layer(sso)
         .option_layer(throttle)
         .layer(auth)
         // Inside AuthLayer: an accepted request's token comes back before the upstream answers.
@@ -296,6 +336,45 @@ impl From<&'static str> for EdgeBody {
                 .map_err(|never| match never {})
                 .boxed(),
         )
+    }
+}
+
+/// The `AuthLayer`'s rejection bodies: empty as before, or JSON with browser sign-in, for
+/// the UI's scripts (`{"error": "unauthenticated", "message": …}`).
+#[derive(Clone, Copy, Debug)]
+struct Rejection {
+    json: bool,
+}
+
+impl RejectionResponse<ProxyBody> for Rejection {
+    fn response(&self, rejection: &AuthRejection) -> Response<ProxyBody> {
+        if self.json {
+            return sso::rejection_response(rejection);
+        }
+        let mut response = Response::new(ProxyBody::default());
+        *response.status_mut() = rejection.status();
+        response
+    }
+}
+
+/// The authenticator when browser sign-in is the only way in: it accepts no credentials and
+/// has no challenge, so a 401 carries no `WWW-Authenticate` (no password dialog).
+#[derive(Clone, Copy, Debug)]
+struct NoApiLogin;
+
+impl Authenticator for NoApiLogin {
+    type Error = std::convert::Infallible;
+
+    async fn authenticate(&self, _: Credentials) -> Result<Option<Authorization>, Self::Error> {
+        Ok(None)
+    }
+
+    fn accepts(&self, _: &Credentials) -> bool {
+        false
+    }
+
+    fn challenges(&self) -> &[Challenge] {
+        &[]
     }
 }
 
@@ -382,6 +461,8 @@ pub enum AssembleError {
     UpstreamCheck(BoxError),
     /// `--failed-login-limit` cannot be used.
     Throttle(ThrottleBuildError),
+    /// Browser sign-in cannot be set up (`--oidc-*`, `--session-secret-file`).
+    Sso(SsoError),
     /// The listen address cannot be bound.
     Bind {
         /// The address.
@@ -419,6 +500,7 @@ impl fmt::Display for AssembleError {
             Self::AssertionSecret(error) => error.fmt(f),
             Self::UpstreamCheck(_) => f.write_str("cannot build the upstream check's client"),
             Self::Throttle(_) => f.write_str("invalid --failed-login-limit"),
+            Self::Sso(error) => error.fmt(f),
             Self::Bind { addr, .. } => write!(f, "cannot listen on {addr}"),
         }
     }
@@ -437,8 +519,127 @@ impl std::error::Error for AssembleError {
             Self::Tls(error) => error.source(),
             Self::AssertionSecret(error) => error.source(),
             Self::Throttle(error) => Some(error),
+            Self::Sso(error) => error.source(),
             Self::Bind { source, .. } => Some(source),
             Self::MlflowAuthDbFile { source, .. } => Some(source),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tower_mlflow_tests::TempDir;
+
+    use super::*;
+    use crate::config::SsoConfig;
+
+    /// A gateway with browser sign-in (issuer and upstream down: neither is needed for a
+    /// 401), plus `store` when given, serving in the background.
+    async fn serve_with_sso(dir: &TempDir, store: impl FnOnce(&mut Config)) -> SocketAddr {
+        let client_secret = dir.path().join("client-secret");
+        let session_secret = dir.path().join("session-secret");
+        std::fs::write(&client_secret, "gateway-secret\n").unwrap();
+        std::fs::write(&session_secret, "a-session-secret-of-at-least-32-bytes\n").unwrap();
+        let mut config = Config::new(
+            "127.0.0.1:0".parse().unwrap(),
+            "http://127.0.0.1:9".parse().unwrap(),
+        );
+        config.sso = Some(SsoConfig::new(
+            "http://127.0.0.1:9",
+            "gateway",
+            client_secret,
+            "http://127.0.0.1:8080/_gateway/callback".parse().unwrap(),
+            session_secret,
+        ));
+        store(&mut config);
+        let gateway = assemble(&config).await.unwrap();
+        let addr = gateway.local_addr();
+        tokio::spawn(gateway.serve(std::future::pending()));
+        addr
+    }
+
+    /// The raw HTTP/1.1 response to `GET path` with `headers`.
+    async fn get(addr: SocketAddr, path: &str, headers: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        String::from_utf8(response).unwrap()
+    }
+
+    #[tokio::test]
+    async fn with_sso_alone_a_401_is_json_without_a_challenge() {
+        let dir = TempDir::new("sso-alone");
+        let addr = serve_with_sso(&dir, |_| {}).await;
+        for headers in [
+            "",
+            "Authorization: Basic YWxpY2U6cHc=\r\n",
+            "Authorization: Bearer x\r\n",
+        ] {
+            let response = get(addr, "/api/2.0/mlflow/experiments/search", headers).await;
+            assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+            let lower = response.to_ascii_lowercase();
+            assert!(!lower.contains("www-authenticate"), "{response}");
+            assert!(
+                lower.contains("content-type: application/json"),
+                "{response}"
+            );
+            assert!(
+                response.contains(r#""error":"unauthenticated""#),
+                "{response}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn with_sso_and_htpasswd_basic_is_still_offered() {
+        let dir = TempDir::new("sso-htpasswd");
+        let htpasswd = dir.path().join("htpasswd");
+        std::fs::write(&htpasswd, "").unwrap();
+        let addr = serve_with_sso(&dir, |config| config.htpasswd = Some(htpasswd)).await;
+        let response = get(addr, "/api/2.0/mlflow/experiments/search", "").await;
+        assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+        assert!(
+            response.contains(r#"www-authenticate: Basic realm="mlflow""#),
+            "{response}"
+        );
+        assert!(
+            response.contains(r#""error":"unauthenticated""#),
+            "{response}"
+        );
+    }
+
+    #[test]
+    fn sso_errors_name_the_file_and_keep_the_cause() {
+        let dir = TempDir::new("sso-error");
+        let mut sso = SsoConfig::new(
+            "http://127.0.0.1:9",
+            "gateway",
+            dir.path().join("missing"),
+            "http://127.0.0.1:8080/_gateway/callback".parse().unwrap(),
+            dir.path().join("session"),
+        );
+        let error = AssembleError::Sso(sso::load_secrets(&sso).unwrap_err());
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot read the --oidc-client-secret-file "),
+            "{error}"
+        );
+        assert!(std::error::Error::source(&error).is_some());
+        sso.client_secret_file = dir.path().join("client");
+        std::fs::write(&sso.client_secret_file, " \n").unwrap();
+        let error = sso::load_secrets(&sso).unwrap_err();
+        assert!(error.to_string().ends_with("is empty"), "{error}");
+        std::fs::write(&sso.client_secret_file, "s3cret").unwrap();
+        std::fs::write(&sso.session_secret_file, "too-short-s3cret").unwrap();
+        let error = sso::load_secrets(&sso).unwrap_err();
+        let chain = error_chain(&error);
+        assert!(chain.contains("--session-secret-file"), "{chain}");
+        assert!(chain.contains("line 1"), "{chain}");
+        assert!(!chain.contains("s3cret"), "{chain}");
     }
 }

@@ -1,15 +1,19 @@
 //! The command line: every flag, its help text and its default, turned into a [`Config`].
+//! The browser sign-in flags are in `flags/sso.rs` ([`SsoFlags`]).
 
 use std::{ffi::OsString, fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{ArgAction, CommandFactory as _, FromArgMatches as _, Parser};
 use http::HeaderName;
 
+pub use self::sso::SsoFlags;
 use crate::{
     config::{Config, ConfigError, JwtIssuer, Limits, MlflowAuthDb, TlsFiles},
     logging::LogFormat,
     proxy::{TrustedProxy, Upstream},
 };
+
+mod sso;
 
 /// An authenticating reverse proxy for one MLflow tracking server.
 ///
@@ -105,11 +109,15 @@ pub struct Flags {
     #[arg(long, value_name = "AUD", requires = "jwt_issuer")]
     pub jwt_audience: Option<String>,
 
-    /// PEM bundle of extra CAs trusted for the --jwt-issuer's certificate (and its JWKS
-    /// host), for an identity provider behind a private CA. Added to the webpki public roots,
-    /// which stay trusted.
-    #[arg(long, value_name = "FILE", requires = "jwt_issuer")]
+    /// PEM bundle of extra CAs trusted for the certificates of the --jwt-issuer and the
+    /// --oidc-issuer (and their JWKS and token endpoints), for an identity provider behind a
+    /// private CA. Added to the webpki public roots, which stay trusted.
+    #[arg(long, value_name = "FILE")]
     pub jwt_ca_file: Option<PathBuf>,
+
+    /// Browser sign-in with OpenID Connect.
+    #[command(flatten)]
+    pub sso: SsoFlags,
 
     /// Realm of the WWW-Authenticate challenge.
     #[arg(long, value_name = "NAME", default_value = "mlflow")]
@@ -280,7 +288,9 @@ impl Flags {
     /// The configuration the flags describe, not yet [validated](Config::validate), so that
     /// `--check` can go on to the files after a rule is broken.
     pub fn into_unvalidated_config(self) -> Result<Config, ConfigError> {
+        let sso = self.sso.into_config(self.jwt_ca_file.clone())?;
         let mut config = Config::new(self.listen, self.upstream);
+        config.sso = sso;
         config.upstream_ca = self.upstream_ca;
         // clap's `requires` does not see values from the file (they are defaults).
         let half = |given, missing| ConfigError::Incomplete { given, missing };
@@ -304,8 +314,8 @@ impl Flags {
             }),
             (Some(_), None) => return Err(half("--jwt-issuer", "--jwt-audience")),
             (None, Some(_)) => return Err(half("--jwt-audience", "--jwt-issuer")),
-            (None, None) if self.jwt_ca_file.is_some() => {
-                return Err(half("--jwt-ca-file", "--jwt-issuer"));
+            (None, None) if self.jwt_ca_file.is_some() && config.sso.is_none() => {
+                return Err(half("--jwt-ca-file", "--jwt-issuer or --oidc-issuer"));
             }
             (None, None) => None,
         };
@@ -552,6 +562,7 @@ impl std::error::Error for ConfigFileError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SsoConfig;
 
     fn parse(extra: &[&str]) -> Result<Config, ConfigError> {
         let base = [
@@ -683,14 +694,11 @@ mod tests {
 
     #[test]
     fn jwt_ca_file_needs_an_issuer() {
-        let args = [
-            "mlflow-gateway",
-            "--listen=127.0.0.1:1",
-            "--upstream=http://127.0.0.1:2",
-            "--htpasswd=/h",
-            "--jwt-ca-file=/ca.pem",
-        ];
-        assert!(Flags::try_parse_from(args).is_err());
+        let error = parse(&["--htpasswd=/h", "--jwt-ca-file=/ca.pem"]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "--jwt-ca-file needs --jwt-issuer or --oidc-issuer"
+        );
     }
 
     #[test]
@@ -901,5 +909,428 @@ mod tests {
                 flag: "--header-timeout"
             })
         ));
+    }
+    /// The five options browser sign-in needs.
+    const SSO: [&str; 5] = [
+        "--oidc-issuer=https://login.example.com/realms/ml",
+        "--oidc-client-id=mlflow",
+        "--oidc-client-secret-file=/run/secrets/oidc-client",
+        "--oidc-redirect-url=https://mlflow.example.com/_gateway/callback",
+        "--session-secret-file=/run/secrets/session.key",
+    ];
+
+    /// The configuration of [`SSO`] with `extra`, whose options replace those of `SSO`.
+    fn with_sso(extra: &[&str]) -> Result<Config, ConfigError> {
+        let name = |arg: &str| arg.split('=').next().unwrap_or_default().to_owned();
+        let replaced: Vec<String> = extra.iter().map(|arg| name(arg)).collect();
+        let kept = SSO.into_iter().filter(|arg| !replaced.contains(&name(arg)));
+        parse(&kept.chain(extra.iter().copied()).collect::<Vec<_>>())
+    }
+
+    /// The configuration of the five options every sign-in needs, as [`with_sso`] gives them.
+    fn sso_of_the_five() -> SsoConfig {
+        SsoConfig::new(
+            "https://login.example.com/realms/ml",
+            "mlflow",
+            "/run/secrets/oidc-client",
+            "https://mlflow.example.com/_gateway/callback"
+                .parse()
+                .unwrap(),
+            "/run/secrets/session.key",
+        )
+    }
+
+    #[test]
+    fn sso_alone_is_a_configuration_with_every_default() {
+        let config = with_sso(&[]).unwrap();
+        assert!(config.htpasswd.is_none() && config.jwt.is_none());
+        let expected = sso_of_the_five();
+        assert_eq!(config.sso, Some(expected));
+        let sso = config.sso.unwrap();
+        assert_eq!(sso.session_lifetime, Duration::from_secs(28800));
+        assert_eq!(
+            (sso.user_claim.as_str(), sso.groups_claim.as_str()),
+            ("email", "groups")
+        );
+        assert!(!sso.end_session && sso.admin_group.is_none() && sso.ca_file.is_none());
+        assert!(parse(&["--htpasswd=/h"]).unwrap().sso.is_none());
+    }
+
+    #[test]
+    fn jwt_ca_file_serves_the_oidc_issuer_too() {
+        let config = with_sso(&["--jwt-ca-file=/etc/idp-ca.pem"]).unwrap();
+        let ca_file = config.sso.unwrap().ca_file.unwrap();
+        assert_eq!(ca_file.to_str(), Some("/etc/idp-ca.pem"));
+        let loopback = [
+            "--oidc-issuer=http://127.0.0.1:9000",
+            "--oidc-client-id=c",
+            "--oidc-client-secret-file=/s",
+            "--oidc-redirect-url=http://127.0.0.1:8080/_gateway/callback",
+            "--session-secret-file=/k",
+        ];
+        parse(&loopback).unwrap();
+        let with_ca = parse(&[&loopback[..], &["--jwt-ca-file=/ca.pem"]].concat());
+        assert!(matches!(with_ca, Err(ConfigError::JwtCaWithoutHttps)));
+    }
+
+    #[test]
+    fn the_five_sso_options_come_together() {
+        for (index, flag) in SSO.iter().enumerate() {
+            let name = flag.split_once('=').unwrap().0;
+            // One alone needs the first of the others.
+            let error = parse(&[flag]).unwrap_err();
+            let first_other = SSO[usize::from(index == 0)].split_once('=').unwrap().0;
+            assert_eq!(error.to_string(), format!("{name} needs {first_other}"));
+            // All but one names the one missing.
+            let mut others = SSO.to_vec();
+            others.remove(index);
+            let error = parse(&others).unwrap_err();
+            assert!(
+                matches!(&error, ConfigError::Incomplete { missing, .. } if *missing == name),
+                "{name}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn allow_lists_and_admins_need_the_oidc_issuer() {
+        for extra in [
+            "--allowed-email-domain=example.com",
+            "--allowed-email=alice@example.com",
+            "--allowed-group=mlflow-users",
+            "--admin-group=mlflow-admins",
+            "--oidc-end-session",
+        ] {
+            let error = parse(&["--htpasswd=/h", extra]).unwrap_err();
+            let flag = extra.split('=').next().unwrap();
+            assert_eq!(error.to_string(), format!("{flag} needs --oidc-issuer"));
+        }
+    }
+
+    #[test]
+    fn every_sso_option_reaches_the_config() {
+        let sso = with_sso(&[
+            "--oidc-scopes=openid email groups offline_access",
+            "--oidc-user-claim=preferred_username",
+            "--oidc-groups-claim=roles",
+            "--session-lifetime=3600",
+            "--allowed-email-domain=Example.COM",
+            "--allowed-email-domain=example.org",
+            "--allowed-email=Ops@Partner.io",
+            "--allowed-group=mlflow-users",
+            "--admin-group=ML-Admins",
+            "--oidc-end-session",
+        ])
+        .unwrap()
+        .sso
+        .unwrap();
+        assert_eq!(sso.scopes, ["openid", "email", "groups", "offline_access"]);
+        assert_eq!(sso.user_claim, "preferred_username");
+        assert_eq!(sso.groups_claim, "roles");
+        assert_eq!(sso.session_lifetime, Duration::from_secs(3600));
+        // Emails and domains compare case-insensitively; groups exactly.
+        assert_eq!(sso.allowed_email_domains, ["example.com", "example.org"]);
+        assert_eq!(sso.allowed_emails, ["ops@partner.io"]);
+        assert_eq!(sso.allowed_groups, ["mlflow-users"]);
+        assert_eq!(sso.admin_group.as_deref(), Some("ML-Admins"));
+        assert!(sso.end_session);
+    }
+
+    #[test]
+    fn lists_of_sso_options_take_commas() {
+        let argv = [
+            &[
+                "mlflow-gateway",
+                "--listen=127.0.0.1:1",
+                "--upstream=http://127.0.0.1:2",
+            ][..],
+            &SSO,
+            &[
+                "--allowed-email-domain=a.example,b.example",
+                "--allowed-email=x@a.example,y@b.example",
+                "--allowed-group=g1,g2",
+                "--allowed-group=g3",
+            ],
+        ]
+        .concat();
+        let matches = Flags::command_with_env()
+            .try_get_matches_from(argv)
+            .unwrap();
+        let flags = Flags::from_arg_matches(&matches).unwrap();
+        let sso = flags.into_config().unwrap().sso.unwrap();
+        assert_eq!(sso.allowed_email_domains, ["a.example", "b.example"]);
+        assert_eq!(sso.allowed_emails, ["x@a.example", "y@b.example"]);
+        assert_eq!(sso.allowed_groups, ["g1", "g2", "g3"]);
+    }
+
+    /// The SSO option `flag` set to `value` is refused, naming the flag and the value.
+    #[track_caller]
+    fn refused(flag: &str, value: &str) -> String {
+        let arg = format!("{flag}={value}");
+        let error = with_sso(&[&arg]).unwrap_err();
+        let ConfigError::InvalidSsoValue {
+            flag: named,
+            value: shown,
+            ..
+        } = &error
+        else {
+            panic!("{arg}: {error:?}");
+        };
+        assert_eq!((*named, shown.as_str()), (flag, value), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&format!("{flag} {value:?} ")),
+            "{message}"
+        );
+        message
+    }
+
+    #[test]
+    fn sso_values_are_validated_naming_the_flag_and_the_value() {
+        let redirect = "--oidc-redirect-url";
+        for (value, reason) in [
+            ("/_gateway/callback", "absolute"),
+            ("mlflow.example.com", "absolute"),
+            ("ftp://mlflow.example.com/_gateway/callback", "http(s)"),
+            ("https://mlflow.example.com/callback", "/_gateway/callback"),
+            (
+                "https://mlflow.example.com/_gateway/callback/",
+                "/_gateway/callback",
+            ),
+            (
+                "https://mlflow.example.com/mlflow/_gateway/callback",
+                "/_gateway/callback",
+            ),
+            (
+                "https://mlflow.example.com/_gateway/callback?next=/",
+                "query",
+            ),
+            (
+                "https://mlflow.example.com/_gateway/callback#top",
+                "fragment",
+            ),
+            ("http://mlflow.example.com/_gateway/callback", "loopback"),
+            ("http://10.0.0.5:8080/_gateway/callback", "loopback"),
+            ("not a url", "not a URL"),
+        ] {
+            let message = refused(redirect, value);
+            assert!(message.contains(reason), "{value}: {message}");
+        }
+        for value in [
+            "http://idp.example.com",
+            "http://10.0.0.1:8080",
+            "idp.example.com",
+            "",
+        ] {
+            refused("--oidc-issuer", value);
+        }
+        refused("--oidc-scopes", "email profile");
+        refused("--oidc-scopes", "");
+        refused("--session-lifetime", "59");
+        refused("--session-lifetime", "2592001");
+        for value in [
+            "alice",
+            "a@b@example.com",
+            "@example.com",
+            "alice@",
+            "al ice@x",
+        ] {
+            let message = refused("--allowed-email", value);
+            assert!(message.contains("exactly one @"), "{message}");
+        }
+        refused("--allowed-email-domain", "@example.com");
+        refused("--allowed-email-domain", "");
+        for flag in [
+            "--allowed-group",
+            "--admin-group",
+            "--oidc-client-id",
+            "--oidc-user-claim",
+            "--oidc-groups-claim",
+        ] {
+            refused(flag, "");
+        }
+    }
+
+    #[test]
+    fn sso_edges_that_are_accepted() {
+        for extra in [
+            "--oidc-redirect-url=http://127.0.0.1:8080/_gateway/callback",
+            "--oidc-redirect-url=http://localhost/_gateway/callback",
+            "--oidc-redirect-url=https://mlflow.example.com:8443/_gateway/callback",
+            "--oidc-issuer=http://[::1]:9000/realms/ml",
+            "--session-lifetime=60",
+            "--session-lifetime=2592000",
+            "--oidc-scopes=openid",
+        ] {
+            with_sso(&[extra]).unwrap_or_else(|error| panic!("{extra}: {error}"));
+        }
+    }
+
+    #[test]
+    fn a_password_in_an_sso_url_is_never_shown() {
+        for arg in [
+            "--oidc-redirect-url=https://u:hunter2@mlflow.example.com/_gateway/callback",
+            "--oidc-redirect-url=https://u:hunter2@mlflow.example.com/_gateway/callback#x",
+            "--oidc-redirect-url=https://u:hunter2 @mlflow.example.com/_gateway/callback",
+            "--oidc-issuer=https://u:hunter2@login.example.com",
+        ] {
+            let error = with_sso(&[arg]).unwrap_err();
+            let shown = format!("{error} {error:?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(
+                matches!(error, ConfigError::InvalidSsoValue { .. }),
+                "{shown}"
+            );
+        }
+    }
+
+    /// Every SSO option as (name, value); lists comma-separated.
+    const SSO_SETTINGS: [(&str, &str); 14] = [
+        ("oidc-issuer", "https://login.example.com/realms/ml"),
+        ("oidc-client-id", "mlflow"),
+        ("oidc-client-secret-file", "/run/secrets/oidc-client"),
+        (
+            "oidc-redirect-url",
+            "https://mlflow.example.com/_gateway/callback",
+        ),
+        ("session-secret-file", "/run/secrets/session.key"),
+        ("oidc-scopes", "openid email groups"),
+        ("oidc-user-claim", "preferred_username"),
+        ("oidc-groups-claim", "roles"),
+        ("session-lifetime", "3600"),
+        ("allowed-email-domain", "Example.com,example.org"),
+        ("allowed-email", "ops@partner.io"),
+        ("allowed-group", "mlflow-users,ml-admins"),
+        ("admin-group", "ml-admins"),
+        ("oidc-end-session", "true"),
+    ];
+
+    /// Set in the child process that reads [`SSO_SETTINGS`] from the environment.
+    const FROM_ENV_CHILD: &str = "SSO_SETTINGS_FROM_ENV";
+
+    fn sso_from_env_only() -> Option<SsoConfig> {
+        let matches = Flags::command_with_env()
+            .try_get_matches_from(["mlflow-gateway"])
+            .unwrap();
+        let flags = Flags::from_arg_matches(&matches).unwrap();
+        flags.into_config().unwrap().sso
+    }
+
+    #[test]
+    fn sso_from_flags_the_environment_and_a_file_is_the_same() {
+        if std::env::var_os(FROM_ENV_CHILD).is_some() {
+            // The child: reports what the environment gave, for the parent to compare.
+            println!("{FROM_ENV_CHILD}={:?}", sso_from_env_only());
+            return;
+        }
+        let mut expected = sso_of_the_five();
+        expected.scopes = vec!["openid".into(), "email".into(), "groups".into()];
+        expected.user_claim = "preferred_username".into();
+        expected.groups_claim = "roles".into();
+        expected.session_lifetime = Duration::from_secs(3600);
+        expected.allowed_email_domains = vec!["example.com".into(), "example.org".into()];
+        expected.allowed_emails = vec!["ops@partner.io".into()];
+        expected.allowed_groups = vec!["mlflow-users".into(), "ml-admins".into()];
+        expected.admin_group = Some("ml-admins".into());
+        expected.end_session = true;
+
+        let flags: Vec<String> = SSO_SETTINGS
+            .iter()
+            .map(|(name, value)| match *value {
+                "true" => format!("--{name}"),
+                _ => format!("--{name}={value}"),
+            })
+            .collect();
+        let argv = [
+            "mlflow-gateway",
+            "--listen=127.0.0.1:9",
+            "--upstream=http://127.0.0.1:5",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(flags);
+        let matches = Flags::command_with_env()
+            .try_get_matches_from(argv)
+            .unwrap();
+        let from_flags = Flags::from_arg_matches(&matches).unwrap().into_config();
+        assert_eq!(from_flags.unwrap().sso.as_ref(), Some(&expected));
+
+        let file = r#"
+            oidc-issuer = "https://login.example.com/realms/ml"
+            oidc-client-id = "mlflow"
+            oidc-client-secret-file = "/run/secrets/oidc-client"
+            oidc-redirect-url = "https://mlflow.example.com/_gateway/callback"
+            session-secret-file = "/run/secrets/session.key"
+            oidc-scopes = "openid email groups"
+            oidc-user-claim = "preferred_username"
+            oidc-groups-claim = "roles"
+            session-lifetime = 3600
+            allowed-email-domain = ["Example.com", "example.org"]
+            allowed-email = ["ops@partner.io"]
+            allowed-group = ["mlflow-users", "ml-admins"]
+            admin-group = "ml-admins"
+            oidc-end-session = true
+        "#;
+        let (from_file, problems) = with_file(file, &[]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let from_file = from_file.unwrap().into_config().unwrap().sso;
+        assert_eq!(from_file.as_ref(), Some(&expected));
+
+        // std::env::set_var is unsafe (other threads read the environment), so the
+        // environment is given to a child run of this very test.
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "flags::tests::sso_from_flags_the_environment_and_a_file_is_the_same",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(FROM_ENV_CHILD, "1")
+            .env(env_var("listen"), "127.0.0.1:9")
+            .env(env_var("upstream"), "http://127.0.0.1:5")
+            .envs(SSO_SETTINGS.map(|(name, value)| (env_var(name), value)))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}");
+        let line = stdout
+            .lines()
+            .find_map(|line| line.split_once(&format!("{FROM_ENV_CHILD}=")))
+            .map(|(_, shown)| shown);
+        let expected = format!("{:?}", Some(&expected));
+        assert_eq!(line, Some(expected.as_str()), "{stdout}");
+    }
+    #[test]
+    fn what_check_prints_of_sso_reads_back_as_the_same_config() {
+        let config = with_sso(&[
+            "--allowed-email=ops@partner.io",
+            "--allowed-group=a,b",
+            "--admin-group=a",
+            "--oidc-end-session",
+            "--jwt-ca-file=/etc/ca.pem",
+        ])
+        .unwrap();
+        let printed = config.to_string();
+        for line in [
+            r#"oidc-issuer = "https://login.example.com/realms/ml""#,
+            r#"oidc-client-secret-file = "/run/secrets/oidc-client""#,
+            r#"oidc-scopes = "openid email profile""#,
+            "session-lifetime = 28800",
+            r#"allowed-email = ["ops@partner.io"]"#,
+            "oidc-end-session = true",
+            r#"jwt-ca-file = "/etc/ca.pem""#,
+        ] {
+            assert!(
+                printed.lines().any(|l| l == line),
+                "{line} not in\n{printed}"
+            );
+        }
+        let table: toml::Table = printed.parse().unwrap();
+        let path = std::path::Path::new("/etc/gateway.toml");
+        let (command, problems) = install_file_defaults(Flags::command(), path, table);
+        assert!(problems.is_empty(), "{problems:?}");
+        let matches = command.try_get_matches_from(["mlflow-gateway"]).unwrap();
+        let read_back = Flags::from_arg_matches(&matches).unwrap().into_config();
+        assert_eq!(read_back.unwrap().sso, config.sso);
     }
 }

@@ -70,6 +70,13 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// Who the user is, as the gateway tells the upstream (the default `--user-header`).
+pub(crate) const X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
+/// The principal's `email` attribute, as the gateway tells the upstream.
+pub(crate) const X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
+/// The principal's `groups` attribute (comma-separated), as the gateway tells the upstream.
+pub(crate) const X_FORWARDED_GROUPS: HeaderName = HeaderName::from_static("x-forwarded-groups");
+
 /// The headers through which a client describes the connection, lower case with `-`.
 const FORWARDING: [&str; 10] = [
     "forwarded",
@@ -97,9 +104,12 @@ fn same_spelling(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
 
-/// Removes every header whose name equals `name` once `_` is read as `-`.
-pub(crate) fn remove_all_spellings(headers: &mut HeaderMap, name: &str) {
-    remove_matching(headers, |candidate| same_spelling(candidate, name));
+/// Removes every header whose name equals one of `names` once `_` is read as `-` and case is
+/// ignored, in one pass over the headers.
+pub(crate) fn remove_all_spellings(headers: &mut HeaderMap, names: &[&str]) {
+    remove_matching(headers, |candidate| {
+        names.iter().any(|name| same_spelling(candidate, name))
+    });
 }
 
 /// Removes every header whose name `matches`; allocates only when there is one to remove.
@@ -398,8 +408,12 @@ mod tests {
         headers.insert("x_remote_user", HeaderValue::from_static("a"));
         headers.insert("x-remote-user", HeaderValue::from_static("b"));
         headers.insert("x-remote-users", HeaderValue::from_static("c"));
-        remove_all_spellings(&mut headers, "X_Remote_User");
-        assert_eq!(headers.len(), 1);
-        assert!(headers.contains_key("x-remote-users"));
+        headers.insert("x-forwarded-email", HeaderValue::from_static("d"));
+        headers.insert("x_forwarded_email", HeaderValue::from_static("e"));
+        headers.insert("x-forwarded-emails", HeaderValue::from_static("f"));
+        remove_all_spellings(&mut headers, &["X_Remote_User", "x-forwarded-email"]);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["x-forwarded-emails", "x-remote-users"]);
     }
 }

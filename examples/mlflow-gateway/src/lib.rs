@@ -19,6 +19,7 @@ pub mod logging;
 mod metrics;
 pub mod proxy;
 mod server;
+mod sso;
 mod stores;
 mod tls;
 pub mod tokens;
@@ -29,8 +30,11 @@ pub use self::{
     access_log::TARGET as ACCESS_LOG_TARGET,
     assemble::{AssembleError, Gateway, Reloader, StoreKind, assemble},
     check::check,
-    config::{Config, ConfigError, JwtIssuer, Limits, TlsFiles},
-    flags::{ConfigFileError, ConfigFileErrorKind, ENV_PREFIX, Flags, LoadError, env_var},
+    config::{Config, ConfigError, JwtIssuer, Limits, SsoConfig, TlsFiles},
+    flags::{
+        ConfigFileError, ConfigFileErrorKind, ENV_PREFIX, Flags, LoadError, SsoFlags, env_var,
+    },
     logging::LogFormat,
+    sso::SsoError,
     tls::TlsFilesError,
 };

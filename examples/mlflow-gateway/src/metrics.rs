@@ -319,8 +319,10 @@ impl EncodeMetric for AtomicHistogram {
     }
 }
 
-/// The names [`Observed::tagged`] puts on principals, one `accepted` series each.
-pub(crate) const AUTHENTICATORS: [&str; 4] = ["htpasswd", "mlflow-users", "tokens", "jwt"];
+/// The names [`Observed::tagged`] puts on principals (and `session`, the browser sign-in's
+/// principals), one `accepted` series each.
+pub(crate) const AUTHENTICATORS: [&str; 5] =
+    ["htpasswd", "mlflow-users", "tokens", "jwt", "session"];
 
 /// The authenticators whose principals a verified-credential cache hit returns.
 const PASSWORD_STORES: [&str; 2] = ["htpasswd", "mlflow-users"];

@@ -161,6 +161,33 @@ impl Proxy {
         self
     }
 
+    /// Sets `X-Forwarded-Email` and `X-Forwarded-Groups` from the principal's `email` and
+    /// `groups` attributes, when it has them; the user header, should it be one of these
+    /// names, keeps the subject.
+    fn forward_attributes(&self, principal: &Authorization, headers: &mut HeaderMap) {
+        for (name, attribute) in [
+            (forwarded::X_FORWARDED_EMAIL, "email"),
+            (forwarded::X_FORWARDED_GROUPS, "groups"),
+        ] {
+            let Some(value) = principal.attribute(attribute) else {
+                continue;
+            };
+            if name == self.user_header {
+                continue;
+            }
+            match HeaderValue::from_str(value) {
+                Ok(value) => {
+                    headers.insert(name, value);
+                }
+                // Without it the upstream sees less, never someone else: the subject is sent.
+                Err(_) => tracing::warn!(
+                    attribute,
+                    "not forwarded: the attribute cannot be sent in a header"
+                ),
+            }
+        }
+    }
+
     /// Rewrites the request head for the upstream; `Err` is the answer to send instead.
     fn prepare(&self, parts: &mut http::request::Parts) -> Result<(), Refused> {
         // The upstream joins the base path and this path by concatenation: an HTTP/2 `:path`
@@ -175,10 +202,19 @@ impl Proxy {
             .or_else(|| parts.headers.get(header::HOST).cloned());
         remove_hop_by_hop(&mut parts.headers);
         // The client may not choose the identity the upstream sees: drop every copy of the
-        // user header, including spellings with `_` that WSGI/ASGI servers read as `-`.
-        forwarded::remove_all_spellings(&mut parts.headers, self.user_header.as_str());
-        // Only the gateway signs assertions, delegating or not.
-        forwarded::remove_all_spellings(&mut parts.headers, Asserter::HEADER.as_str());
+        // identity headers, including spellings with `_` that WSGI/ASGI servers read as `-`
+        // (CVE-2025-64484 in oauth2-proxy). Only the gateway signs assertions, delegating or
+        // not.
+        forwarded::remove_all_spellings(
+            &mut parts.headers,
+            &[
+                self.user_header.as_str(),
+                forwarded::X_FORWARDED_USER.as_str(),
+                forwarded::X_FORWARDED_EMAIL.as_str(),
+                forwarded::X_FORWARDED_GROUPS.as_str(),
+                Asserter::HEADER.as_str(),
+            ],
+        );
         if let Some(principal) = parts.extensions.get::<Authorization>() {
             let Ok(value) = HeaderValue::from_str(principal.subject()) else {
                 // Forwarding without the identity header would make an authenticated request
@@ -199,6 +235,7 @@ impl Proxy {
                 });
             };
             parts.headers.insert(self.user_header.clone(), value);
+            self.forward_attributes(principal, &mut parts.headers);
         }
         if !self.forward_authorization || self.delegation.is_some() {
             parts.headers.remove(AUTHORIZATION);
@@ -492,6 +529,105 @@ mod tests {
                 r#"Bearer realm="tracking", error="invalid_token""#
             ]
         );
+    }
+
+    /// A proxy with the default user header, and a request from `principal` carrying
+    /// client-sent identity headers in several spellings.
+    fn prepared_identity(principal: Option<Authorization>) -> http::request::Parts {
+        let proxy = Proxy::new(
+            "http://127.0.0.1:5000".parse().unwrap(),
+            forwarded::X_FORWARDED_USER,
+            false,
+        );
+        let mut request = Request::get("/x");
+        for (name, value) in [
+            ("X_Forwarded_Email", "mallory@evil.example"),
+            ("x-forwarded-email", "mallory@evil.example"),
+            ("x-forwarded-groups", "mlflow-admins"),
+            ("X_FORWARDED_GROUPS", "mlflow-admins"),
+            ("X-FORWARDED-USER", "mallory"),
+            ("x_forwarded_user", "mallory"),
+            ("x-forwarded-emailx", "kept"),
+        ] {
+            request = request.header(name, value);
+        }
+        let mut request = request.body(()).unwrap();
+        if let Some(principal) = principal {
+            request.extensions_mut().insert(principal);
+        }
+        let mut parts = request.into_parts().0;
+        proxy.prepare(&mut parts).unwrap();
+        parts
+    }
+
+    fn all(parts: &http::request::Parts, name: &str) -> Vec<String> {
+        let mut values: Vec<String> = parts
+            .headers
+            .iter()
+            .filter(|(candidate, _)| candidate.as_str().replace('_', "-") == name)
+            .map(|(_, value)| value.to_str().unwrap().to_owned())
+            .collect();
+        values.sort();
+        values
+    }
+
+    #[test]
+    fn client_sent_identity_headers_are_gone_in_every_spelling() {
+        let anonymous = prepared_identity(None);
+        for name in [
+            "x-forwarded-user",
+            "x-forwarded-email",
+            "x-forwarded-groups",
+        ] {
+            assert_eq!(all(&anonymous, name), Vec::<String>::new(), "{name}");
+        }
+        assert_eq!(anonymous.headers["x-forwarded-emailx"], "kept");
+    }
+
+    #[test]
+    fn the_principals_attributes_set_the_identity_headers() {
+        let principal = Authorization::new("alice@example.com", Scheme::Session)
+            .with_attribute("email", "alice@example.com")
+            .with_attribute("groups", "mlflow-users,mlflow-admins");
+        let parts = prepared_identity(Some(principal));
+        assert_eq!(all(&parts, "x-forwarded-user"), ["alice@example.com"]);
+        assert_eq!(all(&parts, "x-forwarded-email"), ["alice@example.com"]);
+        assert_eq!(
+            all(&parts, "x-forwarded-groups"),
+            ["mlflow-users,mlflow-admins"]
+        );
+    }
+
+    #[test]
+    fn a_principal_without_email_sends_no_email_header() {
+        let principal = Authorization::new("bot", Scheme::Bearer).with_attribute("groups", "ci");
+        let parts = prepared_identity(Some(principal));
+        assert_eq!(all(&parts, "x-forwarded-user"), ["bot"]);
+        assert_eq!(all(&parts, "x-forwarded-email"), Vec::<String>::new());
+        assert_eq!(all(&parts, "x-forwarded-groups"), ["ci"]);
+
+        let unsendable = Authorization::new("carol", Scheme::Session)
+            .with_attribute("email", "carol@example.com\n");
+        let unsendable = unsendable.with_attribute("groups", "a\u{7f}b");
+        let parts = prepared_identity(Some(unsendable));
+        assert_eq!(all(&parts, "x-forwarded-user"), ["carol"]);
+        assert_eq!(all(&parts, "x-forwarded-email"), Vec::<String>::new());
+        assert_eq!(all(&parts, "x-forwarded-groups"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_user_header_keeps_the_subject_when_it_shares_a_name() {
+        let proxy = Proxy::new(
+            "http://127.0.0.1:5000".parse().unwrap(),
+            forwarded::X_FORWARDED_EMAIL,
+            false,
+        );
+        let principal = Authorization::new("alice", Scheme::Session)
+            .with_attribute("email", "alice@example.com");
+        let mut parts = Request::get("/x").body(()).unwrap().into_parts().0;
+        parts.extensions.insert(principal);
+        proxy.prepare(&mut parts).unwrap();
+        assert_eq!(all(&parts, "x-forwarded-email"), ["alice"]);
     }
 
     #[test]

@@ -6,8 +6,8 @@ use super::*;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// None of `--htpasswd`, `--tokens-file`, `--mlflow-auth-db`, `--jwt-issuer`: never an
-    /// open proxy.
+    /// None of `--htpasswd`, `--tokens-file`, `--mlflow-auth-db`, `--jwt-issuer`,
+    /// `--oidc-issuer`: never an open proxy.
     NoAuthenticator,
     /// An option given without the one it needs (`--tls-cert` without `--tls-key`).
     Incomplete {
@@ -32,6 +32,16 @@ pub enum ConfigError {
     },
     /// `--jwt-ca-file` with a plain-http issuer.
     JwtCaWithoutHttps,
+    /// A browser sign-in setting (`--oidc-*`, `--session-lifetime`, the allow-lists,
+    /// `--admin-group`) that cannot be used. Never a secret: those are only named by files.
+    InvalidSsoValue {
+        /// The flag.
+        flag: &'static str,
+        /// The value as given.
+        value: String,
+        /// What the flag takes.
+        expected: &'static str,
+    },
     /// A `postgresql://` `--mlflow-auth-db` with a password in it, which `ps` and logs would
     /// show; it belongs in `--mlflow-auth-db-password-file`.
     MlflowAuthDbPassword,
@@ -71,9 +81,8 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoAuthenticator => f.write_str(
-                "no authenticator configured: give --htpasswd, --tokens-file, --mlflow-auth-db or \
-                 --jwt-issuer \
-                 (the gateway never runs as an open proxy)",
+                "no authenticator configured: give --htpasswd, --tokens-file, --mlflow-auth-db, \
+                 --jwt-issuer or --oidc-issuer (the gateway never runs as an open proxy)",
             ),
             Self::Incomplete { given, missing } => write!(f, "{given} needs {missing}"),
             Self::ZeroDuration { flag } => write!(f, "{flag} must be at least 1 second"),
@@ -86,7 +95,14 @@ impl fmt::Display for ConfigError {
                 "--jwt-issuer {issuer:?} must be an https:// URL (plain http only to a loopback \
                  host: anyone on the path could substitute the keys)"
             ),
-            Self::JwtCaWithoutHttps => f.write_str("--jwt-ca-file needs an https:// --jwt-issuer"),
+            Self::JwtCaWithoutHttps => {
+                f.write_str("--jwt-ca-file needs an https:// --jwt-issuer or --oidc-issuer")
+            }
+            Self::InvalidSsoValue {
+                flag,
+                value,
+                expected,
+            } => write!(f, "{flag} {value:?} {expected}"),
             Self::MlflowAuthDbPassword => f.write_str(
                 "--mlflow-auth-db must not contain a password (ps and logs show it): put it \
                  in a file given with --mlflow-auth-db-password-file",

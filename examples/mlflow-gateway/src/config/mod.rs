@@ -15,9 +15,12 @@ use crate::proxy::Upstream;
 
 mod error;
 mod mlflow_auth_db;
+mod sso;
 
 pub use self::error::ConfigError;
 pub(crate) use self::mlflow_auth_db::MlflowAuthDb;
+pub use self::sso::SsoConfig;
+pub(crate) use self::sso::shown_url;
 
 /// Everything [`assemble`](crate::assemble) needs. Build it with [`Config::new`] and the
 /// public fields, then [`validate`](Config::validate) (done by `assemble` as well).
@@ -49,6 +52,9 @@ pub struct Config {
     pub users_refresh: Duration,
     /// Bearer JWTs from an OIDC issuer.
     pub jwt: Option<JwtIssuer>,
+    /// Browser sign-in with an OpenID Connect issuer and a session cookie (`--oidc-issuer`
+    /// and its companions). `None`: no browser sign-in.
+    pub sso: Option<SsoConfig>,
     /// How long a verified password stays cached; zero turns the cache off.
     pub cache_ttl: Duration,
     /// Failed logins per minute and client address (`--failed-login-limit`), the burst the
@@ -195,7 +201,7 @@ impl Config {
     pub const DEFAULT_USERS_REFRESH: Duration = Duration::from_secs(30);
 
     /// A gateway on `listen` in front of `upstream` with every default and no authenticator
-    /// yet (set one before [`assemble`](crate::assemble)).
+    /// yet (set one, or [`sso`](Self::sso), before [`assemble`](crate::assemble)).
     pub fn new(listen: SocketAddr, upstream: Upstream) -> Self {
         Self {
             listen,
@@ -210,6 +216,7 @@ impl Config {
             mlflow_auth_db_ca_file: None,
             users_refresh: Self::DEFAULT_USERS_REFRESH,
             jwt: None,
+            sso: None,
             cache_ttl: Self::DEFAULT_CACHE_TTL,
             failed_login_limit: Self::DEFAULT_FAILED_LOGIN_LIMIT,
             log_format: LogFormat::Text,
@@ -233,6 +240,7 @@ impl Config {
             && self.tokens_file.is_none()
             && self.mlflow_auth_db.is_none()
             && self.jwt.is_none()
+            && self.sso.is_none()
         {
             return Err(ConfigError::NoAuthenticator);
         }
@@ -254,6 +262,13 @@ impl Config {
         }
         if let Some(jwt) = &self.jwt {
             jwt.validate()?;
+        }
+        if let Some(sso) = &self.sso {
+            sso.validate()?;
+            // One CA bundle serves both issuers; it must serve at least one https fetch.
+            if sso.ca_file.is_some() && self.jwt.is_none() && !sso.issuer_is_https() {
+                return Err(ConfigError::JwtCaWithoutHttps);
+            }
         }
         let postgres = matches!(self.mlflow_auth_db, Some(MlflowAuthDb::Postgres(_)));
         for (flag, given) in [
@@ -280,9 +295,11 @@ impl Config {
 
     /// The origin check for the `--public-url`s, or for `http(s)://<local_addr>` (https with
     /// TLS) when none is given; on a loopback or unspecified address also `localhost`,
-    /// `127.0.0.1` and `[::1]` with that port, which MLflow itself accepts.
+    /// `127.0.0.1` and `[::1]` with that port, which MLflow itself accepts. With browser
+    /// sign-in, the redirect URL's origin as well: people open the UI there.
     pub fn origin_check(&self, local_addr: SocketAddr) -> Result<OriginCheckLayer, ConfigError> {
-        let builder = OriginCheckLayer::builder();
+        let sso_origin = self.sso.as_ref().map(SsoConfig::redirect_origin);
+        let builder = OriginCheckLayer::builder().allowed_origins(sso_origin);
         let builder = if self.public_urls.is_empty() {
             let scheme = if self.tls.is_some() { "https" } else { "http" };
             let mut origins = vec![format!("{scheme}://{local_addr}")];
@@ -351,14 +368,7 @@ impl Config {
 /// PostgreSQL URL with a password is not shown.
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn list<T: fmt::Display>(items: &[T]) -> String {
-            let quoted: Vec<String> = items
-                .iter()
-                .map(|i| format!("{:?}", i.to_string()))
-                .collect();
-            format!("[{}]", quoted.join(", "))
-        }
-        let text = |key: &str, value: &dyn fmt::Display| format!("{key} = {:?}", value.to_string());
+        let text = toml_text;
         let path = |key, value: &Option<PathBuf>| value.as_ref().map(|p| text(key, &p.display()));
         let mut lines = vec![
             text("listen", &self.listen),
@@ -369,7 +379,7 @@ impl fmt::Display for Config {
             lines.push(text("tls-cert", &tls.cert.display()));
             lines.push(text("tls-key", &tls.key.display()));
         }
-        lines.push(format!("public-url = {}", list(&self.public_urls)));
+        lines.push(format!("public-url = {}", toml_list(&self.public_urls)));
         lines.extend(path("htpasswd", &self.htpasswd));
         lines.extend(path("tokens-file", &self.tokens_file));
         if let Some(db) = &self.mlflow_auth_db {
@@ -383,15 +393,27 @@ impl fmt::Display for Config {
             lines.push(text("jwt-audience", &jwt.audience));
             lines.extend(path("jwt-ca-file", &jwt.ca_file));
         }
+        if let Some(sso) = &self.sso {
+            if self.jwt.is_none() {
+                lines.extend(path("jwt-ca-file", &sso.ca_file));
+            }
+            lines.push(sso.to_string());
+        }
         lines.push(text("realm", &self.realm));
-        lines.push(format!("exempt = {}", list(&self.exempt)));
-        lines.push(format!("exempt-prefix = {}", list(&self.exempt_prefix)));
+        lines.push(format!("exempt = {}", toml_list(&self.exempt)));
+        lines.push(format!(
+            "exempt-prefix = {}",
+            toml_list(&self.exempt_prefix)
+        ));
         let defaults = self.mlflow_default_exemptions;
         lines.push(format!("mlflow-default-exemptions = {defaults}"));
         lines.push(text("user-header", &self.user_header));
         let forward = self.forward_authorization;
         lines.push(format!("forward-authorization = {forward}"));
-        lines.push(format!("trusted-proxies = {}", list(&self.trusted_proxies)));
+        lines.push(format!(
+            "trusted-proxies = {}",
+            toml_list(&self.trusted_proxies)
+        ));
         let secret_file = &self.mlflow_assertion_secret_file;
         lines.extend(path("mlflow-assertion-secret-file", secret_file));
         if let Some(group) = &self.mlflow_admin_group {
@@ -417,6 +439,20 @@ impl fmt::Display for Config {
         }
         f.write_str(&lines.join("\n"))
     }
+}
+
+/// `["a", "b"]`: a TOML array of strings.
+fn toml_list<T: fmt::Display>(items: &[T]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|i| format!("{:?}", i.to_string()))
+        .collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// `key = "value"`: a TOML string line.
+fn toml_text(key: &str, value: &dyn fmt::Display) -> String {
+    format!("{key} = {:?}", value.to_string())
 }
 
 #[cfg(test)]
@@ -579,5 +615,96 @@ mod tests {
         let error = config.validate().unwrap_err();
         assert_eq!(error.to_string(), "invalid exemption \"no-slash\"");
         assert!(std::error::Error::source(&error).is_some());
+    }
+    fn sso() -> SsoConfig {
+        SsoConfig::new(
+            "https://login.example.com",
+            "mlflow",
+            "/run/secrets/oidc-client",
+            "https://MLflow.example.com:443/_gateway/callback"
+                .parse()
+                .unwrap(),
+            "/run/secrets/session.key",
+        )
+    }
+
+    #[test]
+    fn browser_sign_in_alone_is_an_authenticator() {
+        let mut config = config();
+        config.htpasswd = None;
+        config.sso = Some(sso());
+        config.validate().unwrap();
+        let error = ConfigError::NoAuthenticator.to_string();
+        assert!(error.contains("--oidc-issuer"), "{error}");
+    }
+
+    #[test]
+    fn the_redirect_origin_is_an_allowed_origin() {
+        let addr = "127.0.0.1:8080".parse().unwrap();
+        let mut config = config();
+        config.sso = Some(sso());
+        let layer = config.origin_check(addr).unwrap();
+        let shown = format!("{layer:?}");
+        assert!(shown.contains("https://mlflow.example.com"), "{shown}");
+        assert!(shown.contains("http://localhost:8080"), "{shown}");
+        config.public_urls = vec!["https://ui.example.com".into()];
+        let shown = format!("{:?}", config.origin_check(addr).unwrap());
+        assert!(shown.contains("https://mlflow.example.com"), "{shown}");
+        assert!(shown.contains("https://ui.example.com"), "{shown}");
+        config.sso = None;
+        let shown = format!("{:?}", config.origin_check(addr).unwrap());
+        assert!(!shown.contains("https://mlflow.example.com"), "{shown}");
+    }
+
+    #[test]
+    fn sso_settings_are_checked_by_validate() {
+        let mut config = config();
+        let mut bad = sso();
+        bad.session_lifetime = Duration::from_secs(30 * 24 * 3600 + 1);
+        config.sso = Some(bad);
+        let error = config.validate().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "--session-lifetime \"2592001\" must be between 60 and 2592000 seconds (30 days)"
+        );
+        let mut bad = sso();
+        bad.redirect_url = "https://mlflow.example.com/".parse().unwrap();
+        config.sso = Some(bad);
+        let error = config.validate().unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                ConfigError::InvalidSsoValue {
+                    flag: "--oidc-redirect-url",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        let mut bad = sso();
+        bad.allowed_emails = vec!["a@b@c".into()];
+        config.sso = Some(bad);
+        let error = config.validate().unwrap_err().to_string();
+        assert_eq!(error, r#"--allowed-email "a@b@c" must have exactly one @"#);
+    }
+
+    #[test]
+    fn sso_settings_are_printed_for_check() {
+        let mut config = config();
+        let mut sso = sso();
+        sso.allowed_email_domains = vec!["example.com".into()];
+        config.sso = Some(sso);
+        let printed = config.to_string();
+        assert!(
+            printed.contains(
+                "oidc-redirect-url = \"https://MLflow.example.com:443/_gateway/callback\""
+            ),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("allowed-email-domain = [\"example.com\"]"),
+            "{printed}"
+        );
+        assert!(!printed.contains("admin-group"), "{printed}");
     }
 }

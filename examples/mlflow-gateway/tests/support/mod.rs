@@ -4,7 +4,10 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod binary;
+pub mod browser_client;
+pub mod oidc_login;
 pub mod pki;
+pub mod webdriver;
 pub mod websocket;
 
 use std::{net::SocketAddr, sync::mpsc, thread};
