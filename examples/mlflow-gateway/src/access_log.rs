@@ -10,7 +10,7 @@
 //! query string: only the path, the principal's name and fixed reason texts.
 
 use std::{
-    fmt::{self, Write as _},
+    fmt,
     future::Future,
     net::IpAddr,
     pin::Pin,
@@ -19,7 +19,7 @@ use std::{
     time::SystemTime,
 };
 
-use http::{Method, Request, Response, Version, header};
+use http::{Method, Request, Response, Uri, Version, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -92,7 +92,8 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let started = Instant::now();
-        // Only what the line needs, and only when it is written.
+        // Only what the line needs, and only when it is written; the Uri clone shares the
+        // request head's bytes (no copy of the path).
         let line = tracing::enabled!(target: TARGET, tracing::Level::INFO).then(|| {
             let peer = request
                 .extensions()
@@ -100,7 +101,7 @@ where
                 .map(|PeerAddr(peer)| peer.ip());
             Line {
                 client: forwarded::client_ip(peer, request.headers(), &self.layer.trusted_proxies),
-                path: request.uri().path().into(),
+                uri: request.uri().clone(),
                 version: request.version(),
             }
         });
@@ -119,7 +120,7 @@ where
 #[derive(Debug)]
 struct Line {
     client: IpAddr,
-    path: Box<str>,
+    uri: Uri,
     version: Version,
 }
 
@@ -243,25 +244,30 @@ fn log<B: Body>(
         } => (*user, *authenticator),
         Outcome::Refused(..) | Outcome::Other(_) => ("-", "-"),
     };
+    // Only a refusal allocates its text.
+    let refusal;
     let reason = match outcome {
-        Outcome::Refused(_, reason) | Outcome::Other(Some(reason)) => reason.to_string(),
-        Outcome::Accepted { .. } | Outcome::Other(None) => String::from("-"),
+        Outcome::Refused(_, reason) | Outcome::Other(Some(reason)) => {
+            refusal = reason.to_string();
+            refusal.as_str()
+        }
+        Outcome::Accepted { .. } | Outcome::Other(None) => "-",
     };
-    let mut time = String::with_capacity(24);
-    let _ = write!(time, "{}", Rfc3339(SystemTime::now()));
+    let time = rfc3339(SystemTime::now());
     tracing::info!(
         target: TARGET,
-        time = time.as_str(),
+        // ASCII digits and punctuation only.
+        time = std::str::from_utf8(&time).unwrap_or("-"),
         client = %line.client,
         method = method.as_str(),
-        path = &*line.path,
+        path = line.uri.path(),
         version = version(line.version),
         status = response.status().as_u16(),
         bytes,
         duration_ms,
         user,
         authenticator,
-        reason = reason.as_str(),
+        reason,
     );
 }
 
@@ -277,26 +283,40 @@ fn version(version: Version) -> &'static str {
 }
 
 /// A UTC time as RFC 3339 with milliseconds, `2026-12-01T13:04:23.123Z`.
-struct Rfc3339(SystemTime);
+fn rfc3339(at: SystemTime) -> [u8; 24] {
+    let micros = rfc3339_micros(at);
+    let mut text = [b'Z'; 24];
+    text[..23].copy_from_slice(&micros[..23]);
+    text
+}
 
-impl fmt::Display for Rfc3339 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let since_epoch = self
-            .0
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        let secs = since_epoch.as_secs();
-        let (days, of_day) = (secs / 86_400, secs % 86_400);
-        let (year, month, day) = civil_from_days(days);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-            of_day / 3600,
-            of_day / 60 % 60,
-            of_day % 60,
-            since_epoch.subsec_millis()
-        )
-    }
+/// A UTC time as RFC 3339 with microseconds, `2026-12-01T13:04:23.123456Z` (tracing's own
+/// timestamps), digit by digit into an array: it runs once or twice a request, and `write!`
+/// with widths cost as much as the rest of the line. Past the year 9999 only its last four
+/// digits are kept.
+pub(crate) fn rfc3339_micros(at: SystemTime) -> [u8; 27] {
+    let since_epoch = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let (days, of_day) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |start: usize, width: usize, mut value: u64| {
+        for digit in text[start..start + width].iter_mut().rev() {
+            // `value % 10` is a digit.
+            *digit = b"0123456789"[(value % 10) as usize];
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, of_day / 3600);
+    put(14, 2, of_day / 60 % 60);
+    put(17, 2, of_day % 60);
+    put(20, 6, u64::from(since_epoch.subsec_micros()));
+    text
 }
 
 /// (year, month, day) of `days` since 1970-01-01 (H. Hinnant's `civil_from_days`).
@@ -386,16 +406,20 @@ mod tests {
     #[test]
     fn times_are_rfc3339_utc() {
         let at = |secs, millis| {
-            Rfc3339(
+            let text = rfc3339(
                 SystemTime::UNIX_EPOCH
                     + std::time::Duration::from_secs(secs)
                     + std::time::Duration::from_millis(millis),
-            )
-            .to_string()
+            );
+            String::from_utf8(text.to_vec()).unwrap()
         };
         assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
         // 2024-02-29 (a leap day) 23:59:59.999.
         assert_eq!(at(1_709_251_199, 999), "2024-02-29T23:59:59.999Z");
         assert_eq!(at(1_798_761_600, 5), "2027-01-01T00:00:00.005Z");
+        let micros = rfc3339_micros(
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_709_251_199_999_999),
+        );
+        assert_eq!(&micros, b"2024-02-29T23:59:59.999999Z");
     }
 }

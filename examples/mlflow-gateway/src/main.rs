@@ -5,9 +5,10 @@
 //!     --htpasswd /etc/mlflow/htpasswd --mlflow-default-exemptions
 //! ```
 //!
-//! At least one authenticator (`--htpasswd`, `--mlflow-auth-db`, `--tokens-file`,
-//! `--jwt-issuer`) is required; several are tried in that order. Run with `--help` for every
-//! flag, its environment variable and its default; `--config FILE` reads them from TOML.
+//! At least one authenticator is required: `--htpasswd`, `--mlflow-auth-db`, `--tokens-file`,
+//! `--jwt-issuer` (tried in that order for an `Authorization` header) or `--oidc-issuer`
+//! (browser sign-in with a session cookie). Run with `--help` for every flag, its
+//! environment variable and its default; `--config FILE` reads them from TOML.
 //! `--check` validates and exits; `hash-token USER` prints a `--tokens-file` line. SIGHUP
 //! re-reads every file; SIGTERM drains.
 
@@ -27,8 +28,9 @@ async fn main() -> ExitCode {
         Err(LoadError::Usage(error)) => error.exit(),
         Err(error) => return fail(&[error_chain(&error)]),
     };
-    // After the flags: --log-format shapes every line.
-    mlflow_gateway::logging::init(flags.log_format);
+    // After the flags: --log-format shapes every line. Kept to the end of main: dropping it
+    // writes the buffered access lines.
+    let _log = mlflow_gateway::logging::init(flags.log_format);
     let file_problems: Vec<String> = file_problems.iter().map(ToString::to_string).collect();
     if flags.check {
         return check_only(flags, file_problems).await;

@@ -85,24 +85,15 @@ async fn behaviour(gateway: &Binary) -> (u16, u16, bool) {
 #[tokio::test]
 async fn flags_environment_and_file_mean_the_same() {
     let dir = TempDir::new("config-three-ways");
-    let htpasswd = write(&dir, "htpasswd", ALICE);
-    let upstream = format!("http://{}", support::echo_upstream(None).await);
+    let fixture = support::gateway::Fixture::echo(&dir, ALICE).await;
+    let (upstream, htpasswd) = (&fixture.upstream, &fixture.htpasswd);
 
-    let from_flags = Binary::start(&[
-        "--upstream",
-        &upstream,
-        "--htpasswd",
-        &htpasswd,
-        "--exempt",
-        "/health",
-        "--realm",
-        "three-ways",
-    ]);
+    let from_flags = fixture.binary(&["--exempt", "/health", "--realm", "three-ways"]);
     let from_env = Binary::start_with_env(
         &[],
         &[
-            ("MLFLOW_GATEWAY_UPSTREAM", &upstream),
-            ("MLFLOW_GATEWAY_HTPASSWD", &htpasswd),
+            ("MLFLOW_GATEWAY_UPSTREAM", upstream),
+            ("MLFLOW_GATEWAY_HTPASSWD", htpasswd),
             ("MLFLOW_GATEWAY_EXEMPT", "/health"),
             ("MLFLOW_GATEWAY_REALM", "three-ways"),
         ],

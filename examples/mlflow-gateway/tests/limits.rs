@@ -4,7 +4,6 @@
 mod support;
 
 use std::{
-    io::Write as _,
     net::SocketAddr,
     time::{Duration, Instant},
 };
@@ -21,21 +20,9 @@ const ALICE: &str = "Basic YWxpY2U6bWxmbG93LXBhc3M="; // alice:mlflow-pass
 
 fn start(upstream: SocketAddr, extra: &[&str]) -> (support::InProcess, TempDir) {
     let dir = TempDir::new("gateway-limits");
-    let htpasswd = dir.path().join("htpasswd");
-    std::fs::File::create(&htpasswd)
-        .unwrap()
-        .write_all(HTPASSWD.as_bytes())
-        .unwrap();
-    let upstream = format!("http://{upstream}");
-    let mut args = vec![
-        "--upstream",
-        &upstream,
-        "--htpasswd",
-        htpasswd.to_str().unwrap(),
-        "--mlflow-default-exemptions",
-    ];
-    args.extend(extra);
-    (support::InProcess::start(&args).unwrap(), dir)
+    let fixture = support::gateway::Fixture::with_upstream(&dir, HTPASSWD, upstream);
+    let args = [&["--mlflow-default-exemptions"][..], extra].concat();
+    (fixture.in_process(&args), dir)
 }
 
 fn closed_port() -> SocketAddr {

@@ -22,17 +22,18 @@ const ACCESS_TARGET: &str = "mlflow_gateway::access";
 
 /// The binary in front of an echo upstream (201 to everything), with `extra` flags.
 async fn gateway(dir: &TempDir, extra: &[&str]) -> Binary {
-    let htpasswd = dir.path().join("htpasswd");
-    std::fs::write(&htpasswd, HTPASSWD).unwrap();
-    let upstream = format!("http://{}", support::echo_upstream(None).await);
-    let stores = [
-        "--upstream",
-        &upstream,
-        "--htpasswd",
-        htpasswd.to_str().unwrap(),
-    ];
-    let args: Vec<&str> = stores.into_iter().chain(extra.iter().copied()).collect();
-    Binary::start(&args)
+    support::gateway::gateway(dir, HTPASSWD, extra).await
+}
+
+/// The log once it holds `count` access lines (they are buffered up to 100 ms), or as it is
+/// after 10 s.
+async fn log_with_access_lines(gateway: &Binary, count: usize) -> String {
+    let is_access = |line: &&str| line.contains(ACCESS_TARGET);
+    holds_within(Duration::from_secs(10), || async {
+        gateway.log().lines().filter(is_access).count() >= count
+    })
+    .await;
+    gateway.log()
 }
 
 /// `GET PATH?QUERY` with a cookie and `authorization`: the status.
@@ -77,7 +78,7 @@ async fn the_json_access_log_has_user_authenticator_and_reason_and_no_secret() {
     assert_eq!(get_with_secrets(gateway.addr(), &alice).await, 201);
     assert_eq!(get_with_secrets(gateway.addr(), &wrong).await, 401);
 
-    let log = gateway.log();
+    let log = log_with_access_lines(&gateway, 2).await;
     // Every line of the log is one JSON object, not only the access lines.
     let lines: Vec<serde_json::Value> = log
         .lines()
@@ -136,7 +137,7 @@ async fn the_text_access_log_has_the_fields() {
         401
     );
 
-    let log = gateway.log();
+    let log = log_with_access_lines(&gateway, 2).await;
     let access: Vec<&str> = log
         .lines()
         .filter(|line| line.contains(&format!(" {ACCESS_TARGET}: ")))
@@ -161,6 +162,59 @@ async fn the_text_access_log_has_the_fields() {
     }
     assert!(access.iter().all(|line| line.contains(" INFO ")), "{log}");
     assert_no_secrets(&log, &[&alice]);
+}
+
+/// Sends SIGHUP and waits for its INFO line: every access line logged before it is then in
+/// the log (other lines are written after the buffered access lines).
+async fn flush_with_sighup(gateway: &Binary) -> String {
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &gateway.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let reloaded = holds_within(Duration::from_secs(10), || async {
+        gateway.log().contains("SIGHUP: files reloaded")
+    })
+    .await;
+    assert!(reloaded, "no SIGHUP line:\n{}", gateway.log());
+    gateway.log()
+}
+
+#[tokio::test]
+async fn rust_log_turns_the_access_log_off_and_on_by_its_target() {
+    let dir = TempDir::new("access-rust-log");
+    let fixture = support::gateway::Fixture::echo(&dir, HTPASSWD).await;
+    let default = fixture.binary(&[]);
+    let silenced = fixture.binary_with_env(&[], &[("RUST_LOG", "info,mlflow_gateway::access=off")]);
+    let only_access =
+        fixture.binary_with_env(&[], &[("RUST_LOG", "warn,mlflow_gateway::access=info")]);
+    let alice = basic("alice", "alice-pass");
+    for gateway in [&default, &silenced, &only_access] {
+        assert_eq!(get_with_secrets(gateway.addr(), &alice).await, 201);
+        assert_eq!(
+            request(gateway.addr(), "GET", PATH, None, None).await.0,
+            401
+        );
+    }
+    let is_access = |line: &&str| line.contains(&format!(" {ACCESS_TARGET}: "));
+
+    // RUST_LOG=info (Binary's default): the access lines and the others.
+    let log = log_with_access_lines(&default, 2).await;
+    assert_eq!(log.lines().filter(is_access).count(), 2, "{log}");
+    assert!(log.contains("mlflow-gateway ready"), "{log}");
+
+    // `mlflow_gateway::access=off`: every other INFO line, no access line.
+    let log = flush_with_sighup(&silenced).await;
+    assert!(log.contains("mlflow-gateway ready"), "{log}");
+    assert_eq!(log.lines().filter(is_access).count(), 0, "{log}");
+
+    // `warn,mlflow_gateway::access=info`: the access lines alone.
+    let log = log_with_access_lines(&only_access, 2).await;
+    assert!(
+        !log.is_empty() && log.lines().all(|line| is_access(&line)),
+        "{log}"
+    );
+    assert_eq!(log.lines().count(), 2, "{log}");
 }
 
 /// One scrape of `GET /metrics`, parsed.

@@ -33,18 +33,8 @@ fn replace(path: &Path, text: &str) {
 
 /// The binary with a 60 s cache in front of an echo upstream, with `htpasswd`'s users.
 async fn gateway(dir: &TempDir, htpasswd: &str) -> (Binary, std::path::PathBuf) {
-    let file = dir.path().join("htpasswd");
-    replace(&file, htpasswd);
-    let upstream = format!("http://{}", support::echo_upstream(None).await);
-    let binary = Binary::start(&[
-        "--upstream",
-        &upstream,
-        "--htpasswd",
-        file.to_str().unwrap(),
-        "--cache-ttl",
-        "60",
-    ]);
-    (binary, file)
+    let binary = support::gateway::gateway(dir, htpasswd, &["--cache-ttl", "60"]).await;
+    (binary, support::gateway::htpasswd_file(dir))
 }
 
 async fn status_of(gateway: &Binary, user: &str) -> u16 {

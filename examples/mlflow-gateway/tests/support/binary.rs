@@ -31,7 +31,7 @@ impl Binary {
         Self::start_with_env(args, &[])
     }
 
-    /// [`start`](Self::start) with `env` set in the binary's environment.
+    /// [`start`](Self::start) with `env` set in the binary's environment (`RUST_LOG` too).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = TempDir::new("gateway-binary");
         let log = dir.path().join("gateway.log");
@@ -41,8 +41,9 @@ impl Binary {
             Command::new(env!("CARGO_BIN_EXE_mlflow-gateway"))
                 .args(["--listen", &addr.to_string()])
                 .args(args)
-                .envs(env.iter().copied())
+                // The caller's `env` may set another RUST_LOG.
                 .env("RUST_LOG", "info")
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(stderr),

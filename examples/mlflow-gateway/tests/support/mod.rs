@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub mod browser_client;
+pub mod gateway;
 pub mod oidc_login;
 pub mod pki;
 pub mod webdriver;
