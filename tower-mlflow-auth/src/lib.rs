@@ -81,7 +81,7 @@
 //!
 //! # Logging
 //!
-//! Each request gets an `auth` span (level INFO) whose `principal` field is filled in once
+//! Each request gets an `auth` span (level DEBUG) whose `principal` field is filled in once
 //! the request is authenticated. Credentials never appear in any event or span at any level;
 //! the request's `Authorization` header is marked sensitive before the inner service sees it.
 #![forbid(unsafe_code)]
