@@ -25,6 +25,7 @@
 
 pub(crate) mod access;
 mod error;
+mod opened;
 mod pages;
 pub(crate) mod provider;
 mod query;

@@ -22,7 +22,12 @@ use tower::{Layer, ServiceExt as _};
 use tower_mlflow_auth::session::{ReturnPath, SessionCookie};
 use tower_service::Service;
 
-use super::{Sso, pages, session::SessionData, transaction::Transaction};
+use super::{
+    Sso,
+    opened::{OpenedSession, OpenedSessions},
+    pages,
+    transaction::Transaction,
+};
 use crate::proxy::ProxyBody;
 
 /// Puts [`SsoService`] in front of the `authed` branch (the `AuthLayer` and what follows);
@@ -31,12 +36,17 @@ use crate::proxy::ProxyBody;
 #[derive(Clone, Debug)]
 pub(crate) struct SsoLayer<D> {
     sso: Arc<Sso>,
+    opened: Arc<OpenedSessions>,
     direct: D,
 }
 
 impl<D> SsoLayer<D> {
     pub(crate) fn new(sso: Arc<Sso>, direct: D) -> Self {
-        Self { sso, direct }
+        Self {
+            sso,
+            opened: Arc::new(OpenedSessions::new()),
+            direct,
+        }
     }
 }
 
@@ -46,6 +56,7 @@ impl<A, D: Clone> Layer<A> for SsoLayer<D> {
     fn layer(&self, authed: A) -> Self::Service {
         SsoService {
             sso: Arc::clone(&self.sso),
+            opened: Arc::clone(&self.opened),
             authed,
             direct: self.direct.clone(),
         }
@@ -56,6 +67,7 @@ impl<A, D: Clone> Layer<A> for SsoLayer<D> {
 #[derive(Clone, Debug)]
 pub(crate) struct SsoService<A, D> {
     sso: Arc<Sso>,
+    opened: Arc<OpenedSessions>,
     authed: A,
     direct: D,
 }
@@ -97,17 +109,17 @@ where
             };
         }
         let now = SystemTime::now();
-        match SessionData::open(cookie, request.headers(), now) {
+        match self.opened.open(cookie, request.headers(), now) {
             Some(session) => {
                 let own_origin = || {
                     self.sso
                         .is_from_own_origin(request.extensions(), request.headers())
                 };
                 if !is_safe(request.method()) && !own_origin() {
-                    tracing::info!(user = %session.identity.user, "refused: a state-changing request with the session from another origin");
+                    tracing::info!(user = %session.data.identity.user, "refused: a state-changing request with the session from another origin");
                     return ResponseFuture::ready(pages::cross_origin());
                 }
-                if session.refresh_due(now) {
+                if session.data.refresh_due(now) {
                     let jar = cookies_of(request.headers());
                     remove_own_cookies(request.headers_mut(), cookie);
                     let (sso, authed, direct) = self.clones();
@@ -116,9 +128,7 @@ where
                     ));
                 }
                 remove_own_cookies(request.headers_mut(), cookie);
-                request
-                    .extensions_mut()
-                    .insert(session.identity.principal());
+                request.extensions_mut().insert(session.principal.clone());
                 ResponseFuture::Direct {
                     future: take_ready(&mut self.direct).call(request),
                 }
@@ -225,7 +235,7 @@ impl Sso {
 async fn refresh_then_call<A, D, B>(
     sso: Arc<Sso>,
     mut request: Request<B>,
-    session: SessionData,
+    session: Arc<OpenedSession>,
     jar: HeaderMap,
     authed: A,
     direct: D,
@@ -235,7 +245,7 @@ where
     D: Service<Request<B>, Response = Response<ProxyBody>, Error = A::Error>,
 {
     let now = SystemTime::now();
-    let (mut response, cookies) = match sso.renew(&session, &jar, now).await {
+    let (mut response, cookies) = match sso.renew(&session.data, &jar, now).await {
         Ok((renewed, cookies)) => {
             request
                 .extensions_mut()
@@ -337,7 +347,8 @@ fn cookies_of(headers: &HeaderMap) -> HeaderMap {
 
 /// Takes the gateway's own cookies — the session and its chunks, the login transactions —
 /// out of the `Cookie` headers, keeping every other cookie; a header left empty goes.
-/// Allocates only when there is one to take out.
+/// Touches nothing when there is none; a header of only the gateway's cookies is dropped
+/// and one without any is kept as it is, so only a mixed header is rebuilt.
 pub(super) fn remove_own_cookies(headers: &mut HeaderMap, cookie: &SessionCookie) {
     let own = |pair: &[u8]| {
         let name = pair.split(|b| *b == b'=').next().unwrap_or_default();
@@ -351,10 +362,20 @@ pub(super) fn remove_own_cookies(headers: &mut HeaderMap, cookie: &SessionCookie
             .map(<[u8]>::trim_ascii)
             .filter(|pair| !pair.is_empty())
     }
-    let present = headers
-        .get_all(COOKIE)
-        .iter()
-        .any(|value| pairs(value).any(own));
+    // Which headers hold own cookies, and whether any holds others too.
+    let (mut present, mut mixed) = (false, false);
+    for value in headers.get_all(COOKIE) {
+        let (mut mine, mut others) = (false, false);
+        for pair in pairs(value) {
+            if own(pair) {
+                mine = true
+            } else {
+                others = true
+            }
+        }
+        present |= mine;
+        mixed |= mine && others;
+    }
     if !present {
         return;
     }
@@ -362,6 +383,12 @@ pub(super) fn remove_own_cookies(headers: &mut HeaderMap, cookie: &SessionCookie
         .get_all(COOKIE)
         .iter()
         .filter_map(|value| {
+            if !pairs(value).any(own) {
+                return Some(value.clone());
+            }
+            if !mixed {
+                return None;
+            }
             let others: Vec<&[u8]> = pairs(value).filter(|p| !own(p)).collect();
             let mut value = HeaderValue::from_bytes(&others.join(&b"; "[..])).ok()?;
             value.set_sensitive(true);
@@ -459,7 +486,7 @@ mod tests {
     use super::*;
     use crate::{
         config::SsoConfig,
-        sso::{access::Identity, provider::Tokens},
+        sso::{access::Identity, provider::Tokens, session::SessionData},
     };
 
     const SECRET: &str = "a-session-secret-of-at-least-32-bytes";

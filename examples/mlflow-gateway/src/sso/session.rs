@@ -223,7 +223,7 @@ impl fmt::Debug for Refreshes {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use http::header::COOKIE;
@@ -249,7 +249,7 @@ mod tests {
         }
     }
 
-    fn cookie(secret: &str) -> SessionCookie {
+    pub(crate) fn cookie(secret: &str) -> SessionCookie {
         let keys = SessionKeys::from_secret(&SecretString::from(secret)).unwrap();
         SessionCookie::builder("mlflow_gateway_session", keys)
             .insecure_loopback_http("127.0.0.1")
@@ -268,7 +268,7 @@ mod tests {
         request
     }
 
-    const SECRET: &str = "a-session-secret-of-at-least-32-bytes";
+    pub(crate) const SECRET: &str = "a-session-secret-of-at-least-32-bytes";
 
     #[test]
     fn a_sealed_session_opens_and_a_foreign_one_does_not() {
