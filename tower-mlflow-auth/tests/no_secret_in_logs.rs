@@ -107,6 +107,12 @@ async fn trace_output_never_contains_credentials() {
         output.contains("principal=\"alice\"") || output.contains("principal=alice"),
         "{output}"
     );
+    // Recorded once a request, whichever way it was accepted.
+    assert!(
+        !output.contains("principal=\"alice\" principal="),
+        "{output}"
+    );
+    assert!(!output.contains("principal=alice principal="), "{output}");
     assert!(output.contains("inner service"), "{output}");
     assert!(output.contains("user store unreachable"), "{output}");
     assert!(output.contains("Sensitive"), "{output}");

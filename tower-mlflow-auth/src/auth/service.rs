@@ -125,6 +125,7 @@ where
                     drop(credentials);
                     match self.policy.try_decide_now(&principal, &parts) {
                         Some(Decision::Allow) => {
+                            span.record("principal", principal.subject());
                             let request = Request::from_parts(parts, body);
                             let future = accept(&mut self.inner, request, principal, &span);
                             return ResponseFuture::inner(future, span);
@@ -181,9 +182,10 @@ where
     }
 }
 
-/// Lets an authenticated, allowed request in: the principal goes on the span and into the
-/// request extensions, then the inner service is called. The one accept path, for both the
-/// synchronous shortcut and a finished verification.
+/// Lets an authenticated, allowed request in: the principal goes into the request
+/// extensions, then the inner service is called. The one accept path, for both the
+/// synchronous shortcut and a finished verification; each records the principal on the span
+/// once, as soon as it is known (a verification before its policy decides).
 pub(super) fn accept<S, B>(
     inner: &mut S,
     mut request: Request<B>,
@@ -193,7 +195,6 @@ pub(super) fn accept<S, B>(
 where
     S: Service<Request<B>>,
 {
-    span.record("principal", principal.subject());
     tracing::debug!(parent: span, "authenticated and allowed");
     request.extensions_mut().insert(principal);
     inner.call(request)
