@@ -124,40 +124,12 @@ impl<T, E: Clone> Reloading<T, E> {
     /// # Errors
     ///
     /// The load's error, for every caller that waited for it.
-    pub async fn reload<F, Fut>(&self, mut load: F) -> Result<Arc<Snapshot<T>>, E>
+    pub async fn reload<F, Fut>(&self, load: F) -> Result<Arc<Snapshot<T>>, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let wanted = self.generation.load(Ordering::Acquire);
-        loop {
-            let outcome = self
-                .flight
-                .run((), || {
-                    // Read before the load starts: an invalidation during it makes the
-                    // result stale at once.
-                    let generation = self.generation.load(Ordering::Acquire);
-                    let loaded_at = Instant::now();
-                    let loading = load();
-                    async move {
-                        let value = loading.await?;
-                        let snapshot = Arc::new(Snapshot {
-                            value,
-                            loaded_at,
-                            generation,
-                        });
-                        self.current.store(Some(Arc::clone(&snapshot)));
-                        Ok(snapshot)
-                    }
-                })
-                .await;
-            match outcome {
-                // A shared load that started before an invalidation this caller saw: load
-                // again. Every new load reads a generation >= `wanted`, so this ends.
-                Ok(snapshot) if snapshot.generation < wanted => {}
-                outcome => return outcome,
-            }
-        }
+        self.load_unless_fresh(None, load).await
     }
 
     /// The current snapshot when it [is fresh](Self::is_fresh) for `max_age`; otherwise a
@@ -178,7 +150,55 @@ impl<T, E: Clone> Reloading<T, E> {
         if let Some(snapshot) = self.snapshot().filter(|s| self.is_fresh(s, max_age)) {
             return Ok(snapshot);
         }
-        self.reload(load).await
+        self.load_unless_fresh(Some(max_age), load).await
+    }
+
+    /// [`reload`](Self::reload); with `max_age`, the caller that would run the load first
+    /// looks again: a load that finished between the caller's own look and its turn is
+    /// fresh, and a second one would load the same thing again.
+    async fn load_unless_fresh<F, Fut>(
+        &self,
+        max_age: Option<Duration>,
+        mut load: F,
+    ) -> Result<Arc<Snapshot<T>>, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let wanted = self.generation.load(Ordering::Acquire);
+        loop {
+            let outcome = self
+                .flight
+                .run((), || {
+                    let fresh = max_age
+                        .and_then(|max_age| self.snapshot().filter(|s| self.is_fresh(s, max_age)));
+                    let generation = self.generation.load(Ordering::Acquire);
+                    let loaded_at = Instant::now();
+                    let loading = match fresh {
+                        Some(snapshot) => Err(snapshot),
+                        None => Ok(load()),
+                    };
+                    async move {
+                        let loading = match loading {
+                            Ok(loading) => loading,
+                            Err(fresh) => return Ok(fresh),
+                        };
+                        let value = loading.await?;
+                        let snapshot = Arc::new(Snapshot {
+                            value,
+                            loaded_at,
+                            generation,
+                        });
+                        self.current.store(Some(Arc::clone(&snapshot)));
+                        Ok(snapshot)
+                    }
+                })
+                .await;
+            match outcome {
+                Ok(snapshot) if snapshot.generation < wanted => {}
+                outcome => return outcome,
+            }
+        }
     }
 }
 

@@ -105,7 +105,12 @@ impl Source {
                 if let Some(snapshot) = fresh {
                     return Ok(TableRef::Loaded(snapshot));
                 }
-                let loaded = store.table.reload(|| store.load()).await;
+                // Looks again before loading: a load that finished since the check above
+                // is fresh, and concurrent first uses share one load.
+                let loaded = store
+                    .table
+                    .get_or_reload(store.refresh_interval, || store.load())
+                    .await;
                 store.publish_revocations();
                 loaded.map(TableRef::Loaded)
             }
