@@ -165,18 +165,7 @@ fn mlflow_client_through_the_gateway() {
 
     // 1. htpasswd made by Apache htpasswd -B.
     let htpasswd = upstream.dir().join("htpasswd");
-    let made = Command::new("htpasswd")
-        .args([
-            "-cbB",
-            "-C",
-            "5",
-            htpasswd.to_str().unwrap(),
-            "bob",
-            "bob-password-123",
-        ])
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
+    support::htpasswd_bcrypt(&htpasswd, "bob", "bob-password-123");
     let (_gateway, addr) = gateway(upstream_port, &["--htpasswd", htpasswd.to_str().unwrap()]);
     assert_logged_through(&mlflow_client(
         addr,

@@ -12,7 +12,6 @@ mod support;
 
 use std::{
     net::SocketAddr,
-    process::Command,
     sync::{Arc, Mutex, Weak},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -408,18 +407,7 @@ async fn api_clients_keep_working_and_get_json_401s_without_a_basic_challenge() 
     let peers = peers();
     let dir = TempDir::new("sso-htpasswd");
     let htpasswd = dir.path().join("htpasswd");
-    let made = Command::new("htpasswd")
-        .args([
-            "-cbB",
-            "-C",
-            "5",
-            htpasswd.to_str().unwrap(),
-            "bob",
-            "bob-password-123",
-        ])
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
+    support::htpasswd_bcrypt(&htpasswd, "bob", "bob-password-123");
     let search = "/api/2.0/mlflow/experiments/search?max_results=1";
 
     // SSO + htpasswd on one listener.

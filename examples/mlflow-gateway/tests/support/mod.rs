@@ -128,3 +128,14 @@ pub async fn echo_upstream(tls: Option<std::sync::Arc<rustls::ServerConfig>>) ->
     });
     addr
 }
+
+/// Writes `path` with one bcrypt (cost 5) line for `user`, made by Apache `htpasswd -B`.
+pub fn htpasswd_bcrypt(path: &std::path::Path, user: &str, password: &str) {
+    let made = std::process::Command::new("htpasswd")
+        .args(["-cbB", "-C", "5"])
+        .arg(path)
+        .args([user, password])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+}
