@@ -1,6 +1,6 @@
 //! The log on stderr: `RUST_LOG` filters it (default `info`), `--log-format` shapes it.
 //!
-//! The access log is one INFO event a request on the target
+//! The access log is one INFO line a request on the target
 //! [`mlflow_gateway::access`](crate::ACCESS_LOG_TARGET), so the same filter controls it.
 //!
 //! Access lines are buffered, as nginx's `access_log … buffer= flush=`: a write(2) per
@@ -10,28 +10,18 @@
 //! a full buffer is written before the request goes on. Every other line (start-up, warnings,
 //! errors) is written at once, after the access lines buffered before it, so the order holds.
 //!
-//! In the text format the access line is also formatted here, byte for byte as
-//! tracing-subscriber's default format writes it (a test compares the two), without its
-//! `write!` per field and per timestamp digit group.
+//! With this subscriber installed, access lines skip tracing's formatters: the access log
+//! writes them into the buffer itself, through [`AccessSink`], byte for byte as the format
+//! chosen here would (see `access_log::line`).
 
 use std::{
-    fmt, io, mem,
-    sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError},
+    io, mem,
+    sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError},
     thread::{self, JoinHandle},
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
-use tracing::{
-    Event, Level, Subscriber,
-    field::{Field, Visit},
-};
-use tracing_subscriber::{
-    fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter, format::Writer},
-    registry::LookupSpan,
-};
-
-use crate::access_log;
-
+use tracing_subscriber::fmt::MakeWriter;
 /// How log lines are written (`--log-format`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 #[non_exhaustive]
@@ -66,9 +56,7 @@ pub fn init(format: LogFormat) -> LogGuard {
         .with_writer(stderr.clone());
     // `try_init`: an embedding program may have installed its own.
     let installed = match format {
-        LogFormat::Text => builder
-            .event_format(TextLines(tracing_subscriber::fmt::format()))
-            .try_init(),
+        LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
@@ -79,6 +67,10 @@ pub fn init(format: LogFormat) -> LogGuard {
     if installed.is_err() {
         return LogGuard(None);
     }
+    let _ = ACCESS_SINK.set(AccessSink {
+        shared: Arc::clone(&stderr.0),
+        format,
+    });
     let shared = Arc::clone(&stderr.0);
     // Without the thread, lines would still be written when the buffer fills or the guard
     // is dropped, only later.
@@ -135,11 +127,12 @@ struct Pending {
 }
 
 impl Shared {
-    /// Appends an access line; whether the buffer is full (the caller writes it then).
-    fn buffer(&self, line: &[u8]) -> bool {
+    /// Appends an access line written by `write`; whether the buffer is full (the caller
+    /// writes it then). `write` runs under the lock: it must not log.
+    fn buffer(&self, write: impl FnOnce(&mut Vec<u8>)) -> bool {
         let mut pending = lock(&self.pending);
         let first = pending.lines.is_empty();
-        pending.lines.extend_from_slice(line);
+        write(&mut pending.lines);
         let full = pending.lines.len() >= LogGuard::BUFFER_BYTES;
         drop(pending);
         if first && !full {
@@ -190,7 +183,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The subscriber's writer: access lines to the buffer, the others straight to stderr.
+/// The subscriber's writer: every line it formats goes to stderr, after the access lines
+/// buffered before it.
 #[derive(Clone, Debug, Default)]
 struct BufferedStderr(Arc<Shared>);
 
@@ -198,33 +192,16 @@ impl<'a> MakeWriter<'a> for BufferedStderr {
     type Writer = LineWriter<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        LineWriter {
-            shared: &self.0,
-            buffered: false,
-        }
-    }
-
-    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
-        LineWriter {
-            shared: &self.0,
-            buffered: meta.target() == access_log::TARGET,
-        }
+        LineWriter(&self.0)
     }
 }
 
 /// One event's writer; the subscriber writes a whole line with one `write_all`.
-struct LineWriter<'a> {
-    shared: &'a Shared,
-    buffered: bool,
-}
+struct LineWriter<'a>(&'a Shared);
 
 impl io::Write for LineWriter<'_> {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        if !self.buffered {
-            self.shared.write_pending_to_stderr(line)?;
-        } else if self.shared.buffer(line) {
-            self.shared.write_pending_to_stderr(&[])?;
-        }
+        self.0.write_pending_to_stderr(line)?;
         Ok(line.len())
     }
 
@@ -233,96 +210,34 @@ impl io::Write for LineWriter<'_> {
     }
 }
 
-/// The text format: access lines written here, every other event by `default`
-/// (tracing-subscriber's `Full` format with its defaults: time, level, target, no ANSI).
+/// The access-log buffer of the subscriber [`init`] installed, and its format.
+static ACCESS_SINK: OnceLock<AccessSink> = OnceLock::new();
+
+/// Where the access log writes its lines when [`init`] installed the subscriber.
 #[derive(Debug)]
-struct TextLines<F>(F);
-
-impl<S, N, F> FormatEvent<S, N> for TextLines<F>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-    F: FormatEvent<S, N>,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let meta = event.metadata();
-        // Inside a span (its name would lead the line), with colours or a message (written
-        // differently), the default does it.
-        if meta.target() != access_log::TARGET
-            || *meta.level() != Level::INFO
-            || meta.fields().field("message").is_some()
-            || writer.has_ansi_escapes()
-            || ctx.event_scope().is_some()
-        {
-            return self.0.format_event(ctx, writer, event);
-        }
-        let time = access_log::rfc3339_micros(SystemTime::now());
-        // ASCII digits and punctuation only.
-        writer.write_str(std::str::from_utf8(&time).map_err(|_| fmt::Error)?)?;
-        writer.write_str("  INFO ")?;
-        writer.write_str(access_log::TARGET)?;
-        writer.write_str(": ")?;
-        let mut fields = TextFields {
-            writer: &mut writer,
-            first: true,
-            result: Ok(()),
-        };
-        event.record(&mut fields);
-        fields.result?;
-        writer.write_char('\n')
-    }
+pub(crate) struct AccessSink {
+    shared: Arc<Shared>,
+    format: LogFormat,
 }
 
-/// The fields of an access line as tracing-subscriber's `DefaultVisitor` writes them:
-/// `name=value` separated by spaces, strings quoted and escaped as `Debug` does (plain ASCII
-/// needs no escape, so it is copied), everything else by its `Debug`.
-struct TextFields<'a, 'w> {
-    writer: &'a mut Writer<'w>,
-    first: bool,
-    result: fmt::Result,
-}
-
-impl TextFields<'_, '_> {
-    fn name(&mut self, field: &Field) -> fmt::Result {
-        if !mem::take(&mut self.first) {
-            self.writer.write_char(' ')?;
-        }
-        self.writer.write_str(field.name())?;
-        self.writer.write_char('=')
-    }
-}
-
-impl Visit for TextFields<'_, '_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if self.result.is_err() {
-            return;
-        }
-        let plain = value
-            .bytes()
-            .all(|byte| (b' '..=b'~').contains(&byte) && byte != b'"' && byte != b'\\');
-        self.result = self.name(field).and_then(|()| {
-            if plain {
-                self.writer.write_char('"')?;
-                self.writer.write_str(value)?;
-                self.writer.write_char('"')
-            } else {
-                write!(self.writer, "{value:?}")
-            }
-        });
+impl AccessSink {
+    /// The sink of the installed subscriber, if [`init`] installed it.
+    pub(crate) fn installed() -> Option<&'static Self> {
+        ACCESS_SINK.get()
     }
 
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.result.is_err() {
-            return;
+    /// The installed subscriber's format, which access lines follow.
+    pub(crate) fn format(&self) -> LogFormat {
+        self.format
+    }
+
+    /// Appends the line `write` writes (a whole line, with its newline; it runs under the
+    /// buffer's lock, so it must not log), and writes the buffer out if that filled it.
+    pub(crate) fn append(&self, write: impl FnOnce(&mut Vec<u8>)) {
+        if self.shared.buffer(write) {
+            // Nowhere to report a failed write to stderr.
+            let _ = self.shared.write_pending_to_stderr(&[]);
         }
-        self.result = self
-            .name(field)
-            .and_then(|()| write!(self.writer, "{value:?}"));
     }
 }
 
@@ -334,8 +249,8 @@ mod tests {
     fn other_lines_follow_the_buffered_access_lines_and_a_full_buffer_is_written() {
         let shared = Shared::default();
         let mut stderr = Vec::new();
-        assert!(!shared.buffer(b"access 1\n"));
-        assert!(!shared.buffer(b"access 2\n"));
+        assert!(!shared.buffer(|out| out.extend_from_slice(b"access 1\n")));
+        assert!(!shared.buffer(|out| out.extend_from_slice(b"access 2\n")));
         assert!(stderr.is_empty());
         // A direct line is written after the pending ones.
         shared.write_pending(b"warning\n", &mut stderr).unwrap();
@@ -344,97 +259,11 @@ mod tests {
 
         let line = [b'x'; 1000];
         let fit = LogGuard::BUFFER_BYTES / line.len();
-        assert!((0..fit).all(|_| !shared.buffer(&line)));
+        assert!((0..fit).all(|_| !shared.buffer(|out| out.extend_from_slice(&line))));
         // This one fills it.
-        assert!(shared.buffer(&line));
+        assert!(shared.buffer(|out| out.extend_from_slice(&line)));
         stderr.clear();
         shared.write_pending(&[], &mut stderr).unwrap();
         assert_eq!(stderr.len(), (fit + 1) * line.len());
-    }
-
-    /// What a subscriber with `format` writes for the events `emit` sends.
-    fn text_of<F>(format: F, emit: impl Fn()) -> String
-    where
-        F: FormatEvent<
-                tracing_subscriber::Registry,
-                tracing_subscriber::fmt::format::DefaultFields,
-            > + Send
-            + Sync
-            + 'static,
-    {
-        let captured = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&captured);
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || Capture(Arc::clone(&sink)))
-            .event_format(format)
-            .finish();
-        tracing::subscriber::with_default(subscriber, emit);
-        String::from_utf8(lock(&captured).clone()).unwrap()
-    }
-
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Capture {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            lock(&self.0).extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn access_lines_are_written_as_the_default_text_format_writes_them() {
-        let client = std::net::IpAddr::from([203, 0, 113, 7]);
-        let emit = || {
-            for (path, bytes, reason) in [
-                ("/api/2.0/mlflow/runs/get", Some(512_u64), "-"),
-                // Debug escapes the quote, the backslash and the control character, not the
-                // printable non-ASCII one.
-                ("/a\"b\\c\u{1b}d\u{e9}", None, "invalid basic credentials"),
-            ] {
-                tracing::info!(
-                    target: access_log::TARGET,
-                    time = "2026-12-01T13:04:23.123Z",
-                    client = %client,
-                    method = "GET",
-                    path,
-                    version = "HTTP/1.1",
-                    status = 401_u16,
-                    bytes,
-                    duration_ms = 1.25_f64,
-                    user = "-",
-                    authenticator = "-",
-                    reason,
-                );
-            }
-            // Other targets and levels are the default's own.
-            tracing::warn!(target: access_log::TARGET, reason = "other level");
-            tracing::info!(user = "alice", "a message");
-        };
-        let ours = text_of(TextLines(tracing_subscriber::fmt::format()), emit);
-        let default = text_of(tracing_subscriber::fmt::format(), emit);
-        let (ours, default): (Vec<&str>, Vec<&str>) =
-            (ours.lines().collect(), default.lines().collect());
-        assert_eq!(ours.len(), 4, "{ours:?}");
-        assert_eq!(ours.len(), default.len());
-        for (ours, default) in ours.iter().zip(&default) {
-            // The timestamps differ by the time between the two; their shape does not.
-            let (ours_time, ours_rest) = ours.split_at(27);
-            let (default_time, default_rest) = default.split_at(27);
-            assert_eq!(ours_rest, default_rest);
-            let shape = |time: &str| time.replace(|c: char| c.is_ascii_digit(), "0");
-            assert_eq!(shape(ours_time), "0000-00-00T00:00:00.000000Z");
-            assert_eq!(shape(default_time), shape(ours_time));
-        }
-        assert!(
-            ours[1].contains(r#"path="/a\"b\\c\u{1b}dé""#),
-            "{}",
-            ours[1]
-        );
-        assert!(!ours[1].contains("bytes="), "{}", ours[1]);
     }
 }

@@ -1,12 +1,13 @@
-//! The access log and the request metrics: one INFO event per request on the target
-//! [`TARGET`], emitted when the response head is ready, and the counters of
+//! The access log and the request metrics: one line per request, an INFO event on the target
+//! [`TARGET`] (written straight into the log buffer by the gateway's own subscriber: see
+//! [`line`]), when the response head is ready, and the counters of
 //! [`Metrics`](crate::metrics::Metrics).
 //!
 //! [`AccessLogLayer`] is the outermost layer, so it sees every answer: the origin check's
 //! 403, the throttle's 429, the `AuthLayer`'s 401/403/503 (their markers in the response
 //! extensions give the reason) and the proxy's. [`RecordPrincipalLayer`] sits inside the
 //! `AuthLayer` and copies the accepted principal into the response extensions, where this
-//! layer reads the user and the authenticator. The event carries no header value and no
+//! layer reads the user and the authenticator. The line carries no header value and no
 //! query string: only the path, the principal's name and fixed reason texts.
 
 use std::{
@@ -27,6 +28,12 @@ use tower::Layer;
 use tower_mlflow_auth::{AuthRejection, Authorization, OriginRejection, throttle::Throttled};
 use tower_service::Service;
 
+mod line;
+mod record;
+
+pub(crate) use record::{RecordPrincipal, RecordPrincipalLayer};
+
+use self::line::Entry;
 use crate::{
     forwarded::{self, TrustedProxy},
     metrics::{AUTHENTICATOR_ATTRIBUTE, AuthOutcome, Metrics},
@@ -222,7 +229,7 @@ impl<'a> Outcome<'a> {
     }
 }
 
-/// Writes the access-log event for `response`.
+/// Writes the access line for `response`.
 fn log<B: Body>(
     started: &Instant,
     method: &Method,
@@ -230,8 +237,6 @@ fn log<B: Body>(
     response: &Response<B>,
     outcome: &Outcome<'_>,
 ) {
-    // Whole microseconds: the clock's noise below that is no information.
-    let duration_ms = started.elapsed().as_micros() as f64 / 1000.0;
     let bytes = response
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -253,173 +258,19 @@ fn log<B: Body>(
         }
         Outcome::Accepted { .. } | Outcome::Other(None) => "-",
     };
-    let time = rfc3339(SystemTime::now());
-    tracing::info!(
-        target: TARGET,
-        // ASCII digits and punctuation only.
-        time = std::str::from_utf8(&time).unwrap_or("-"),
-        client = %line.client,
-        method = method.as_str(),
-        path = line.uri.path(),
-        version = version(line.version),
-        status = response.status().as_u16(),
+    Entry {
+        at: SystemTime::now(),
+        client: line.client,
+        method: method.as_str(),
+        path: line.uri.path(),
+        version: line.version,
+        status: response.status().as_u16(),
         bytes,
-        duration_ms,
+        // Whole microseconds: the clock's noise below that is no information.
+        duration_ms: started.elapsed().as_micros() as f64 / 1000.0,
         user,
         authenticator,
         reason,
-    );
-}
-
-fn version(version: Version) -> &'static str {
-    match version {
-        Version::HTTP_09 => "HTTP/0.9",
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_11 => "HTTP/1.1",
-        Version::HTTP_2 => "HTTP/2.0",
-        Version::HTTP_3 => "HTTP/3.0",
-        _ => "HTTP/?",
     }
-}
-
-/// A UTC time as RFC 3339 with milliseconds, `2026-12-01T13:04:23.123Z`.
-fn rfc3339(at: SystemTime) -> [u8; 24] {
-    let micros = rfc3339_micros(at);
-    let mut text = [b'Z'; 24];
-    text[..23].copy_from_slice(&micros[..23]);
-    text
-}
-
-/// A UTC time as RFC 3339 with microseconds, `2026-12-01T13:04:23.123456Z` (tracing's own
-/// timestamps), digit by digit into an array: it runs once or twice a request, and `write!`
-/// with widths cost as much as the rest of the line. Past the year 9999 only its last four
-/// digits are kept.
-pub(crate) fn rfc3339_micros(at: SystemTime) -> [u8; 27] {
-    let since_epoch = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = since_epoch.as_secs();
-    let (days, of_day) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    let mut text = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |start: usize, width: usize, mut value: u64| {
-        for digit in text[start..start + width].iter_mut().rev() {
-            // `value % 10` is a digit.
-            *digit = b"0123456789"[(value % 10) as usize];
-            value /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, of_day / 3600);
-    put(14, 2, of_day / 60 % 60);
-    put(17, 2, of_day % 60);
-    put(20, 6, u64::from(since_epoch.subsec_micros()));
-    text
-}
-
-/// (year, month, day) of `days` since 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
-/// Copies the accepted principal from the request into the response extensions, for
-/// [`AccessLog`]; see the [module docs](self). Sits inside the `AuthLayer`.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct RecordPrincipalLayer;
-
-impl<S> Layer<S> for RecordPrincipalLayer {
-    type Service = RecordPrincipal<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RecordPrincipal { inner }
-    }
-}
-
-/// The service of [`RecordPrincipalLayer`].
-#[derive(Clone, Debug)]
-pub(crate) struct RecordPrincipal<S> {
-    inner: S,
-}
-
-impl<S, B, ResBody> Service<Request<B>> for RecordPrincipal<S>
-where
-    S: Service<Request<B>, Response = Response<ResBody>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = RecordPrincipalFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        // An Arc clone: the principal itself is not copied.
-        let principal = request.extensions().get::<Authorization>().cloned();
-        RecordPrincipalFuture {
-            inner: self.inner.call(request),
-            principal,
-        }
-    }
-}
-
-pin_project! {
-    /// The future of [`RecordPrincipal`].
-    pub(crate) struct RecordPrincipalFuture<F> {
-        #[pin]
-        inner: F,
-        principal: Option<Authorization>,
-    }
-}
-
-impl<F, ResBody, E> Future for RecordPrincipalFuture<F>
-where
-    F: Future<Output = Result<Response<ResBody>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut answer = std::task::ready!(this.inner.poll(cx));
-        if let (Ok(response), Some(principal)) = (&mut answer, this.principal.take()) {
-            response.extensions_mut().insert(principal);
-        }
-        Poll::Ready(answer)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_rfc3339_utc() {
-        let at = |secs, millis| {
-            let text = rfc3339(
-                SystemTime::UNIX_EPOCH
-                    + std::time::Duration::from_secs(secs)
-                    + std::time::Duration::from_millis(millis),
-            );
-            String::from_utf8(text.to_vec()).unwrap()
-        };
-        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
-        // 2024-02-29 (a leap day) 23:59:59.999.
-        assert_eq!(at(1_709_251_199, 999), "2024-02-29T23:59:59.999Z");
-        assert_eq!(at(1_798_761_600, 5), "2027-01-01T00:00:00.005Z");
-        let micros = rfc3339_micros(
-            SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_709_251_199_999_999),
-        );
-        assert_eq!(&micros, b"2024-02-29T23:59:59.999999Z");
-    }
+    .emit();
 }
