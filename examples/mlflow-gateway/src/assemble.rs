@@ -30,17 +30,17 @@ use crate::{
     forwarded::ClientIpKey,
     metrics::{self, Metrics, Observed},
     proxy::{Proxy, ProxyBody, UpstreamRoots},
-    server,
+    server::{self, Listeners},
     sso::{self, Sso, SsoError, SsoLayer, SsoOriginLayer},
     tls::{TlsFilesError, TlsListener},
     tokens::TokensFile,
 };
 
-/// A gateway ready to serve: the listener is bound, the user stores are open.
+/// A gateway ready to serve: the listeners are bound, the user stores are open.
 #[derive(Debug)]
 pub struct Gateway {
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    /// One a worker thread (`--workers`).
+    listeners: Listeners,
     service: BoxCloneService<Request<Incoming>, Response<ProxyBody>, Infallible>,
     config: Config,
     pub(crate) tls: Option<TlsListener>,
@@ -94,7 +94,7 @@ impl Reloader {
 impl Gateway {
     /// The address the listener is bound to (the port chosen for `:0`).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.listeners.local_addr()
     }
 
     /// What re-reads the gateway's files on demand (the binary calls it on SIGHUP).
@@ -107,7 +107,9 @@ impl Gateway {
         self.metrics_listener.as_ref().map(|(_, addr)| *addr)
     }
 
-    /// Serves until `shutdown` resolves, then drains open connections (up to 30 s).
+    /// Serves on `--workers` threads of their own until `shutdown` resolves, then drains open
+    /// connections (up to 30 s); returns once every worker has ended. The files' reloaders
+    /// and the metrics listener run on the caller's runtime.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let follower = self.tls.clone().map(|tls| tokio::spawn(tls.follow_files()));
         let metrics_server = self.metrics_listener.map(|(listener, addr)| {
@@ -121,13 +123,14 @@ impl Gateway {
             ));
         }
         tracing::info!(
-            listen = %self.local_addr,
+            listen = %self.listeners.local_addr(),
             upstream = %self.config.upstream,
             tls = self.tls.is_some(),
+            workers = self.listeners.workers(),
             "mlflow-gateway ready"
         );
         server::serve(
-            self.listener,
+            self.listeners,
             self.service,
             self.config.limits,
             self.tls,
@@ -158,6 +161,7 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
         config.user_header.clone(),
         config.forward_authorization,
     )
+    .with_workers(config.workers)
     .with_timeout(config.limits.upstream_timeout)
     .with_tls_listener(tls.is_some())
     .with_trusted_proxies(config.trusted_proxies.clone());
@@ -203,19 +207,12 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
         .with_rejection_response(Rejection {
             json: sso.is_some(),
         });
-    let listener =
-        TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| AssembleError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-    let local_addr = listener
-        .local_addr()
-        .map_err(|source| AssembleError::Bind {
+    let listeners =
+        Listeners::bind(config.listen, config.workers).map_err(|source| AssembleError::Bind {
             addr: config.listen,
             source,
         })?;
+    let local_addr = listeners.local_addr();
     let origin_check = config
         .origin_check(local_addr)
         .map_err(AssembleError::Config)?;
@@ -237,8 +234,7 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
     });
     let service = BoxCloneService::new(edge(access_log, origin_check, sso, throttle, layer, proxy));
     Ok(Gateway {
-        listener,
-        local_addr,
+        listeners,
         service,
         config: config.clone(),
         tls,

@@ -208,6 +208,13 @@ pub struct Flags {
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub max_connections: usize,
 
+    /// Worker threads, 1 to 1024 (default: the number of cores, as nginx's
+    /// `worker_processes auto`). Each has its own event loop, its own listening socket on
+    /// the address (SO_REUSEPORT: the kernel spreads new connections) and its own upstream
+    /// connection pool, so a request stays on one thread.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+
     /// How log lines on stderr are written: `text`, or `json` (one object a line). Each
     /// request gets an access-log line at INFO on the target mlflow_gateway::access; RUST_LOG
     /// filters it like everything else.
@@ -338,6 +345,9 @@ impl Flags {
             upstream_timeout: Duration::from_secs(self.upstream_timeout),
             max_connections: self.max_connections,
         };
+        if let Some(workers) = self.workers {
+            config.workers = workers;
+        }
         Ok(config)
     }
 }
@@ -617,6 +627,29 @@ mod tests {
             (Some("/c"), Some("/k"))
         );
         assert!(config.cache_ttl.is_zero());
+    }
+
+    #[test]
+    fn workers_default_to_the_cores_and_are_validated() {
+        let config = parse(&["--htpasswd=/h"]).unwrap();
+        assert_eq!(config.workers, Config::default_workers());
+        assert_eq!(parse(&["--htpasswd=/h", "--workers=3"]).unwrap().workers, 3);
+        for bad in ["--workers=0", "--workers=1025"] {
+            let error = parse(&["--htpasswd=/h", bad]).unwrap_err();
+            assert!(matches!(error, ConfigError::Workers { .. }), "{error}");
+            let named = bad.replace('=', " ");
+            assert!(error.to_string().starts_with(&named), "{error}");
+        }
+        let error = Flags::try_parse_from([
+            "mlflow-gateway",
+            "--listen=127.0.0.1:1",
+            "--upstream=http://h",
+            "--workers=abc",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("'abc'"), "{error}");
+        assert!(error.contains("--workers"), "{error}");
     }
 
     #[test]

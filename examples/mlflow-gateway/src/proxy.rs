@@ -18,8 +18,6 @@ use http::{
 };
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use tower_mlflow_auth::{Authorization, Challenge, Scheme};
 use tower_service::Service;
 
@@ -48,7 +46,8 @@ pub struct PeerAddr(pub SocketAddr);
 /// authenticated (or exempt) requests.
 #[derive(Clone, Debug)]
 pub struct Proxy {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    /// One pool a worker thread.
+    clients: upstream::Clients,
     upstream: Upstream,
     user_header: HeaderName,
     forward_authorization: bool,
@@ -78,7 +77,7 @@ impl Proxy {
     /// upstream is verified against the webpki public roots.
     pub fn new(upstream: Upstream, user_header: HeaderName, forward_authorization: bool) -> Self {
         Self {
-            client: upstream::client(UpstreamRoots::webpki()),
+            clients: upstream::Clients::new(UpstreamRoots::webpki(), 1),
             upstream,
             user_header,
             forward_authorization,
@@ -110,7 +109,14 @@ impl Proxy {
     /// Verifies an https upstream against `roots` instead of the webpki public roots.
     #[must_use]
     pub fn with_upstream_roots(mut self, roots: UpstreamRoots) -> Self {
-        self.client = upstream::client(roots);
+        self.clients = self.clients.with_roots(roots);
+        self
+    }
+
+    /// One upstream pool for each of `workers` worker threads (see `server`).
+    #[must_use]
+    pub(crate) fn with_workers(mut self, workers: usize) -> Self {
+        self.clients = self.clients.with_workers(workers);
         self
     }
 
@@ -297,7 +303,10 @@ impl Service<Request<Incoming>> for Proxy {
             delegation.assert(&mut parts);
         }
         parts.version = http::Version::HTTP_11;
-        let upstream = self.client.request(Request::from_parts(parts, body));
+        let upstream = self
+            .clients
+            .current()
+            .request(Request::from_parts(parts, body));
         let timeout = self.timeout;
         let (metrics, started) = (self.metrics.clone(), tokio::time::Instant::now());
         Box::pin(async move {

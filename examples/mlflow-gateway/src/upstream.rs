@@ -1,4 +1,4 @@
-//! The upstream: its URL, the trust anchors of an https upstream, and the pooled client.
+//! The upstream: its URL, the trust anchors of an https upstream, and the pooled clients.
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -147,8 +147,47 @@ impl UpstreamRoots {
     }
 }
 
-/// The pooled upstream client: plain http or rustls (aws-lc-rs) by the URL's scheme.
-pub(crate) fn client(roots: UpstreamRoots) -> Client<HttpsConnector<HttpConnector>, Incoming> {
+/// The client of one worker: plain http or rustls (aws-lc-rs) by the URL's scheme.
+pub(crate) type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+
+/// The pooled upstream clients, one a worker thread: a client's connection tasks run where
+/// its requests are sent from, so a request that stays on its worker thread never hands its
+/// upstream connection to another thread.
+#[derive(Clone, Debug)]
+pub(crate) struct Clients {
+    per_worker: Arc<[UpstreamClient]>,
+    roots: UpstreamRoots,
+}
+
+impl Clients {
+    /// `workers` clients (at least one) verifying an https upstream against `roots`.
+    pub(crate) fn new(roots: UpstreamRoots, workers: usize) -> Self {
+        let connector = connector(&roots);
+        let per_worker = (0..workers.max(1))
+            .map(|_| Client::builder(TokioExecutor::new()).build(connector.clone()))
+            .collect();
+        Self { per_worker, roots }
+    }
+
+    /// The same number of clients, verifying against `roots`.
+    pub(crate) fn with_roots(&self, roots: UpstreamRoots) -> Self {
+        Self::new(roots, self.per_worker.len())
+    }
+
+    /// `workers` clients with the same roots.
+    pub(crate) fn with_workers(&self, workers: usize) -> Self {
+        Self::new(self.roots.clone(), workers)
+    }
+
+    /// The client of the worker running on this thread; the first one on any other thread
+    /// (a test's runtime, an embedding program's).
+    pub(crate) fn current(&self) -> &UpstreamClient {
+        let index = crate::server::worker_index().unwrap_or(0);
+        &self.per_worker[index % self.per_worker.len()]
+    }
+}
+
+fn connector(roots: &UpstreamRoots) -> HttpsConnector<HttpConnector> {
     let mut http = HttpConnector::new();
     http.set_connect_timeout(Some(Duration::from_secs(10)));
     http.set_nodelay(true);
@@ -158,14 +197,13 @@ pub(crate) fn client(roots: UpstreamRoots) -> Client<HttpsConnector<HttpConnecto
     ))
     .with_safe_default_protocol_versions()
     .expect("aws-lc-rs supports the default protocol versions")
-    .with_root_certificates(roots.0)
+    .with_root_certificates(Arc::clone(&roots.0))
     .with_no_client_auth();
-    let connector = HttpsConnectorBuilder::new()
+    HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new()).build(connector)
+        .wrap_connector(http)
 }
 
 #[cfg(test)]

@@ -23,6 +23,11 @@ pub enum ConfigError {
     },
     /// `--max-connections 0`.
     ZeroMaxConnections,
+    /// `--workers` outside 1 to [`Config::MAX_WORKERS`].
+    Workers {
+        /// The value given.
+        workers: usize,
+    },
     /// `--upstream-ca` with a plain-http upstream.
     UpstreamCaWithoutHttps,
     /// A `--jwt-issuer` that is neither `https://` nor `http://` to a loopback host.
@@ -87,6 +92,11 @@ impl fmt::Display for ConfigError {
             Self::Incomplete { given, missing } => write!(f, "{given} needs {missing}"),
             Self::ZeroDuration { flag } => write!(f, "{flag} must be at least 1 second"),
             Self::ZeroMaxConnections => f.write_str("--max-connections must be at least 1"),
+            Self::Workers { workers } => write!(
+                f,
+                "--workers {workers}: must be 1 to {}",
+                Config::MAX_WORKERS
+            ),
             Self::UpstreamCaWithoutHttps => {
                 f.write_str("--upstream-ca needs an https:// --upstream")
             }

@@ -87,6 +87,9 @@ pub struct Config {
     pub mlflow_admin_group: Option<String>,
     /// Limits on clients and the upstream.
     pub limits: Limits,
+    /// Worker threads, each with its own listener and upstream pool (`--workers`), 1 to
+    /// [`MAX_WORKERS`](Self::MAX_WORKERS); default [`default_workers`](Self::default_workers).
+    pub workers: usize,
 }
 
 /// The certificate chain and private key of the HTTPS listener (PEM files).
@@ -199,6 +202,21 @@ impl Config {
     pub const DEFAULT_FAILED_LOGIN_LIMIT: u32 = 20;
     /// Default `users_refresh`: 30 s.
     pub const DEFAULT_USERS_REFRESH: Duration = Duration::from_secs(30);
+    /// The most `workers`.
+    pub const MAX_WORKERS: usize = 1024;
+
+    /// Default `workers`: one a core, as nginx's `worker_processes auto` (1 when the count
+    /// is unknown).
+    ///
+    /// ```
+    /// use mlflow_gateway::Config;
+    /// assert!((1..=Config::MAX_WORKERS).contains(&Config::default_workers()));
+    /// ```
+    pub fn default_workers() -> usize {
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZero::get)
+            .min(Self::MAX_WORKERS)
+    }
 
     /// A gateway on `listen` in front of `upstream` with every default and no authenticator
     /// yet (set one, or [`sso`](Self::sso), before [`assemble`](crate::assemble)).
@@ -231,6 +249,7 @@ impl Config {
             mlflow_assertion_secret_file: None,
             mlflow_admin_group: None,
             limits: Limits::default(),
+            workers: Self::default_workers(),
         }
     }
 
@@ -256,6 +275,11 @@ impl Config {
         }
         if limits.max_connections == 0 {
             return Err(ConfigError::ZeroMaxConnections);
+        }
+        if !(1..=Self::MAX_WORKERS).contains(&self.workers) {
+            return Err(ConfigError::Workers {
+                workers: self.workers,
+            });
         }
         if self.upstream_ca.is_some() && !self.upstream.is_https() {
             return Err(ConfigError::UpstreamCaWithoutHttps);
@@ -431,6 +455,7 @@ impl fmt::Display for Config {
             lines.push(format!("{key} = {value}"));
         }
         lines.push(format!("max-connections = {}", limits.max_connections));
+        lines.push(format!("workers = {}", self.workers));
         if let Some(format) = clap::ValueEnum::to_possible_value(&self.log_format) {
             lines.push(text("log-format", &format.get_name()));
         }
