@@ -46,8 +46,9 @@ use crate::{
 /// own credential cache (MLflow ≥ 3.12, `auth_cache_ttl_seconds`):
 ///
 /// - **Key**: HMAC-SHA256 under a random 32-byte key drawn when the cache is built, over the
-///   scheme, the length-prefixed username (or header name), a `0` byte and the secret. The
-///   plaintext is never stored, and the key is useless outside this process.
+///   scheme, the length-prefixed username (or header name), a `0` byte and the secret,
+///   truncated to 128 bits. The plaintext is never stored, and the key is useless outside
+///   this process.
 /// - **Value**: the accepted [`Authorization`] principal.
 /// - **Failures are never cached**: wrong credentials (`Ok(None)`) and backend errors
 ///   (`Err`) are checked again next time.

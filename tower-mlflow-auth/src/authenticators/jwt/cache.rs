@@ -1,5 +1,6 @@
-//! The verified-token cache: accepted tokens by HMAC, answered without a signature check
-//! until the earlier of their `exp` and the cache's time to live.
+//! The verified-token cache: accepted tokens by a keyed PRF of the whole token (AES-256-GCM-SIV,
+//! see `cache_key`), answered without a signature check until the earlier of their `exp`
+//! and the cache's time to live.
 
 use std::{
     fmt,
@@ -16,7 +17,7 @@ use super::{
     keys::{KeyId, KeySet},
 };
 use crate::{
-    Authorization, Credentials,
+    Authorization,
     authenticators::cache_key::{CacheKey, KeyMac, KeyMap},
 };
 
@@ -42,10 +43,9 @@ impl fmt::Debug for TokenCache {
 }
 
 struct Entry {
-    /// The earlier of the check's time plus the time to live and `exp` plus the leeway, on
-    /// tokio's clock; `exp` itself is checked again on each hit against the wall clock.
+    /// The earlier of the check's time plus the time to live and the moment the token's
+    /// `exp` plus the leeway is reached, both on tokio's clock: a hit reads one clock.
     expires_at: Instant,
-    lifetime: Lifetime,
     /// The key that verified the token: when the JWKS drops it, so does the cache.
     key: Arc<KeyId>,
     alg: Algorithm,
@@ -71,25 +71,28 @@ impl Lifetime {
         Some(Self { exp, nbf })
     }
 
-    /// What a full check says of `exp` and `nbf` at `now`: jsonwebtoken refuses
-    /// `exp < now - leeway` and `nbf > now + leeway`.
-    fn admits(self, now: u64, leeway: u64) -> bool {
-        self.exp.saturating_add(leeway) >= now
-            && self.nbf.is_none_or(|nbf| nbf <= now.saturating_add(leeway))
-    }
-
-    /// How long from `now` the token stays admitted, rounded down to whole seconds.
-    fn remaining(self, now: u64, leeway: u64) -> Duration {
-        Duration::from_secs(self.exp.saturating_add(leeway).saturating_sub(now))
+    /// How long from `now` (since the Unix epoch) a full check keeps admitting the token, or
+    /// `None` when it does not admit it now. jsonwebtoken refuses `exp < now - leeway` and
+    /// `nbf > now + leeway` in whole seconds; the time returned ends at `exp + leeway`
+    /// exactly, up to a second before a full check would refuse.
+    fn admitted_for(self, now: Duration, leeway: u64) -> Option<Duration> {
+        let now_secs = now.as_secs();
+        let nbf_passed = self
+            .nbf
+            .is_none_or(|nbf| nbf <= now_secs.saturating_add(leeway));
+        let until = Duration::from_secs(self.exp.saturating_add(leeway));
+        until
+            .checked_sub(now)
+            .filter(|left| nbf_passed && !left.is_zero())
     }
 }
 
-/// The wall clock in seconds since the Unix epoch, as `exp` counts. A clock set before 1970
-/// reads as the end of time, so that no cached token is admitted.
-fn unix_now() -> u64 {
+/// The wall clock since the Unix epoch, as `exp` counts. A clock set before 1970 reads as the
+/// end of time, so that no token is cached.
+fn unix_now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(u64::MAX, |since| since.as_secs())
+        .unwrap_or(Duration::MAX)
 }
 
 impl TokenCache {
@@ -104,18 +107,30 @@ impl TokenCache {
         }
     }
 
-    pub(super) fn key_for(&self, credentials: &Credentials) -> CacheKey {
-        self.mac.key_for(credentials)
+    /// The cache key of a bearer token: a keyed PRF of all of it. `None` (not cached) only
+    /// for a token the PRF refuses, far longer than any header.
+    pub(super) fn key_for(&self, token: &str) -> Option<CacheKey> {
+        self.mac.key_for_token(token)
     }
 
-    /// The principal of a cached token that is still admitted now, whose key `keys` still
-    /// holds.
-    pub(super) fn lookup(&self, key: &CacheKey, keys: &KeySet) -> Option<Authorization> {
+    /// The principal of a cached token that is still admitted at `now` (tokio's clock, read
+    /// once by the caller), whose key `keys` still holds.
+    ///
+    /// `exp` is not compared with the wall clock again: it was turned into a deadline on
+    /// tokio's clock when the token was cached, so a hit reads no clock of its own. The
+    /// monotonic clock never runs back, so a token admitted then (`nbf` passed) stays
+    /// admitted until that deadline. What this gives up: a wall clock stepped forward after a
+    /// token was cached does not end the entry sooner; its deadline still holds, and the time
+    /// to live (`cache_ttl`, default 60 s) bounds the difference.
+    pub(super) fn lookup(
+        &self,
+        key: &CacheKey,
+        keys: &KeySet,
+        now: Instant,
+    ) -> Option<Authorization> {
         let entries = self.read();
         let entry = entries.get(key)?;
-        let admitted = Instant::now() < entry.expires_at
-            && entry.lifetime.admits(unix_now(), self.leeway)
-            && keys.still_verifies(&entry.key, entry.alg);
+        let admitted = now < entry.expires_at && keys.still_verifies(&entry.key, entry.alg);
         admitted.then(|| entry.principal.clone())
     }
 
@@ -132,9 +147,11 @@ impl TokenCache {
         let Some(lifetime) = lifetime else {
             return principal;
         };
-        let left = lifetime.remaining(unix_now(), self.leeway).min(self.ttl);
+        let Some(left) = lifetime.admitted_for(unix_now(), self.leeway) else {
+            return principal;
+        };
         let now = Instant::now();
-        let Some(expires_at) = now.checked_add(left).filter(|_| !left.is_zero()) else {
+        let Some(expires_at) = now.checked_add(left.min(self.ttl)) else {
             return principal;
         };
         let mut entries = self.write();
@@ -145,7 +162,6 @@ impl TokenCache {
             key,
             Entry {
                 expires_at,
-                lifetime,
                 key: verified_by,
                 alg,
                 principal: principal.clone(),
@@ -198,25 +214,41 @@ impl TokenCache {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use serde_json::json;
 
     use super::Lifetime;
 
     #[test]
-    fn lifetime_admits_what_jsonwebtoken_admits() {
+    fn lifetime_admits_no_longer_than_jsonwebtoken_admits() {
+        let secs = Duration::from_secs;
+        let millis = Duration::from_millis;
         let lifetime = Lifetime::of(&json!({"exp": 100, "nbf": 50})).unwrap();
-        assert!(lifetime.admits(100, 0), "exp is inclusive");
-        assert!(!lifetime.admits(101, 0));
-        assert!(lifetime.admits(110, 10));
-        assert!(!lifetime.admits(111, 10));
-        assert!(!lifetime.admits(49, 0), "nbf not reached");
-        assert!(lifetime.admits(45, 5));
-        assert!(
-            !lifetime.admits(u64::MAX, 60),
+        let admitted_for = |now, leeway| lifetime.admitted_for(now, leeway);
+        assert_eq!(admitted_for(secs(90), 0), Some(secs(10)));
+        assert_eq!(
+            admitted_for(millis(99_250), 0),
+            Some(millis(750)),
+            "sub-second"
+        );
+        // A full check still admits at 100.5 s (whole seconds, `exp` inclusive): the cache
+        // stops earlier, never later.
+        assert_eq!(admitted_for(millis(100_500), 0), None);
+        assert_eq!(admitted_for(secs(100), 0), None);
+        assert_eq!(admitted_for(secs(105), 10), Some(secs(5)));
+        assert_eq!(admitted_for(secs(110), 10), None);
+        assert_eq!(admitted_for(secs(49), 0), None, "nbf not reached");
+        assert_eq!(
+            admitted_for(secs(45), 5),
+            Some(secs(60)),
+            "nbf within the leeway"
+        );
+        assert_eq!(
+            admitted_for(Duration::MAX, 60),
+            None,
             "a broken clock admits nothing"
         );
-        assert_eq!(lifetime.remaining(90, 5).as_secs(), 15);
-        assert_eq!(lifetime.remaining(200, 5).as_secs(), 0);
     }
 
     #[test]

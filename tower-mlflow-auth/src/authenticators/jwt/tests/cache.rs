@@ -132,14 +132,57 @@ async fn an_expired_token_is_refused_even_when_cached() {
     c["exp"] = json!(exp);
     let t = rs256(&c);
     assert!(accepts(&jwt, &t).await.is_some());
-    // The cache's own clock stands still: only the wall-clock check of `exp` can refuse.
-    tokio::time::pause();
+    assert!(jwt.try_accept_now(&bearer(&t)).is_some(), "cached");
+    // Real time, far within the cache's time to live (60 s): only `exp` can end the entry.
     while now() <= exp {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(cached_tokens(&jwt), 1, "still cached");
     assert_eq!(jwt.try_accept_now(&bearer(&t)), None);
     assert!(accepts(&jwt, &t).await.is_none());
+    assert_eq!(
+        signature_checks(&jwt),
+        2,
+        "refused by a full check, not kept"
+    );
+}
+
+#[tokio::test]
+async fn the_entry_ends_at_exp_plus_the_leeway_on_the_cache_clock() {
+    let server = rsa_server();
+    let jwt = paused(server.builder().leeway(Duration::from_secs(10))).await;
+    // Already past `exp`, but within the leeway: admitted for the rest of it, at most 5 s.
+    let mut c = claims(&server);
+    c["exp"] = json!(now() - 5);
+    let t = rs256(&c);
+    assert!(accepts(&jwt, &t).await.is_some());
+    tokio::time::advance(Duration::from_secs(3)).await;
+    assert!(jwt.try_accept_now(&bearer(&t)).is_some());
+    tokio::time::advance(Duration::from_secs(3)).await;
+    assert_eq!(jwt.try_accept_now(&bearer(&t)), None, "exp + leeway passed");
+    assert_eq!(signature_checks(&jwt), 1);
+}
+
+#[tokio::test]
+async fn a_token_within_the_nbf_leeway_is_cached_and_answered() {
+    let server = rsa_server();
+    let jwt = server
+        .builder()
+        .leeway(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut c = claims(&server);
+    c["nbf"] = json!(now() + 30);
+    let t = rs256(&c);
+    assert!(accepts(&jwt, &t).await.is_some());
+    assert!(jwt.try_accept_now(&bearer(&t)).is_some());
+    assert_eq!(signature_checks(&jwt), 1);
+    // Beyond the leeway: refused, and so never cached.
+    c["nbf"] = json!(now() + 600);
+    let early = rs256(&c);
+    assert!(accepts(&jwt, &early).await.is_none());
+    assert_eq!(jwt.try_accept_now(&bearer(&early)), None);
+    assert_eq!(cached_tokens(&jwt), 1);
 }
 
 #[tokio::test]
@@ -289,9 +332,10 @@ async fn a_token_whose_key_went_is_refused_before_the_cache_is_swept() {
     .unwrap();
     assert!(keys.value().retired_in(&without_a));
     let tokens = jwt.keys.tokens().unwrap();
-    let key = tokens.key_for(&bearer(&t));
-    assert!(tokens.lookup(&key, keys.value()).is_some());
-    assert_eq!(tokens.lookup(&key, &without_a), None);
+    let key = tokens.key_for(&t).unwrap();
+    let now = tokio::time::Instant::now();
+    assert!(tokens.lookup(&key, keys.value(), now).is_some());
+    assert_eq!(tokens.lookup(&key, &without_a, now), None);
 }
 
 #[tokio::test]
