@@ -2,24 +2,26 @@
 """Opens N keep-alive connections to an HTTP/1.1 server, sends one request on each, and keeps
 them open and idle until it is sent SIGTERM or SIGINT (scripts/bench-http section j).
 
-    idle-connections.py HOST PORT N [HEADER]
+    idle-connections.py [--tls] HOST PORT N [HEADER]
 
-Prints "ready OK FAILED" on stdout once every connection has had its answer (OK connections
+--tls speaks HTTPS without verifying the certificate (a loopback benchmark against the
+gateway's self-signed one), so that a TLS connection's idle cost can be counted. Prints "ready OK FAILED" on stdout once every connection has had its answer (OK connections
 got a 2xx and are still open), then waits. Connections are opened a few hundred at a time so
 that the server's accept backlog never overflows.
 """
 
 import asyncio
 import signal
+import ssl
 import sys
 
 AT_ONCE = 200
 
 
-async def one(host, port, request, held):
+async def one(host, port, request, held, tls):
     """One connection, one request, its response read whole; the connection is kept."""
     try:
-        reader, writer = await asyncio.open_connection(host, port)
+        reader, writer = await asyncio.open_connection(host, port, ssl=tls)
         writer.write(request)
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")
@@ -38,17 +40,24 @@ async def one(host, port, request, held):
 
 
 async def main():
-    if len(sys.argv) not in (4, 5):
+    args = sys.argv[1:]
+    tls = None
+    if args[:1] == ["--tls"]:
+        args = args[1:]
+        tls = ssl.create_default_context()
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+    if len(args) not in (3, 4):
         sys.exit(__doc__)
-    host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    header = f"{sys.argv[4]}\r\n" if len(sys.argv) == 5 else ""
+    host, port, count = args[0], int(args[1]), int(args[2])
+    header = f"{args[3]}\r\n" if len(args) == 4 else ""
     request = f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\n{header}\r\n".encode()
     held = []
     gate = asyncio.Semaphore(AT_ONCE)
 
     async def gated():
         async with gate:
-            return await one(host, port, request, held)
+            return await one(host, port, request, held, tls)
 
     results = await asyncio.gather(*(gated() for _ in range(count)))
     ok = sum(results)
