@@ -28,7 +28,8 @@ pub(super) struct Entry<'a> {
     pub(super) version: Version,
     pub(super) status: u16,
     pub(super) bytes: Option<u64>,
-    pub(super) duration_ms: f64,
+    /// Whole microseconds: the clock's noise below that is no information.
+    pub(super) duration_us: u64,
     pub(super) user: &'a str,
     pub(super) authenticator: &'a str,
     pub(super) reason: &'a str,
@@ -59,7 +60,7 @@ impl Entry<'_> {
             version = version(self.version),
             status = self.status,
             bytes = self.bytes,
-            duration_ms = self.duration_ms,
+            duration_ms = self.duration_us as f64 / 1000.0,
             user = self.user,
             authenticator = self.authenticator,
             reason = self.reason,
@@ -73,16 +74,19 @@ impl Entry<'_> {
         out.extend_from_slice(TARGET.as_bytes());
         out.extend_from_slice(b": time=\"");
         out.extend_from_slice(&rfc3339(self.at));
-        // Writing to a Vec cannot fail.
-        let _ = write!(out, "\" client={}", self.client);
+        out.extend_from_slice(b"\" client=");
+        write_ip(out, self.client);
         text_field(out, " method=", self.method);
         text_field(out, " path=", self.path);
         text_field(out, " version=", version(self.version));
-        let _ = write!(out, " status={}", self.status);
+        out.extend_from_slice(b" status=");
+        write_u64(out, self.status.into());
         if let Some(bytes) = self.bytes {
-            let _ = write!(out, " bytes={bytes}");
+            out.extend_from_slice(b" bytes=");
+            write_u64(out, bytes);
         }
-        let _ = write!(out, " duration_ms={:?}", self.duration_ms);
+        out.extend_from_slice(b" duration_ms=");
+        write_millis(out, self.duration_us);
         text_field(out, " user=", self.user);
         text_field(out, " authenticator=", self.authenticator);
         text_field(out, " reason=", self.reason);
@@ -96,17 +100,20 @@ impl Entry<'_> {
         out.extend_from_slice(&rfc3339_micros(self.at));
         out.extend_from_slice(b"\",\"level\":\"INFO\",\"time\":\"");
         out.extend_from_slice(&rfc3339(self.at));
-        let _ = write!(out, "\",\"client\":\"{}\"", self.client);
+        out.extend_from_slice(b"\",\"client\":\"");
+        write_ip(out, self.client);
+        out.push(b'"');
         json_field(out, ",\"method\":", self.method);
         json_field(out, ",\"path\":", self.path);
         json_field(out, ",\"version\":", version(self.version));
-        let _ = write!(out, ",\"status\":{}", self.status);
+        out.extend_from_slice(b",\"status\":");
+        write_u64(out, self.status.into());
         if let Some(bytes) = self.bytes {
-            let _ = write!(out, ",\"bytes\":{bytes}");
+            out.extend_from_slice(b",\"bytes\":");
+            write_u64(out, bytes);
         }
         out.extend_from_slice(b",\"duration_ms\":");
-        // serde_json's own number format (ryu), as the JSON formatter writes it.
-        let _ = serde_json::to_writer(&mut *out, &self.duration_ms);
+        write_millis(out, self.duration_us);
         json_field(out, ",\"user\":", self.user);
         json_field(out, ",\"authenticator\":", self.authenticator);
         json_field(out, ",\"reason\":", self.reason);
@@ -136,6 +143,65 @@ fn text_field(out: &mut Vec<u8>, name: &str, value: &str) {
 fn json_field(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(name.as_bytes());
     let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// `ip` as `Display` writes it; IPv4 digit by digit (`fmt`'s integer and padding machinery
+/// was the largest part of the line).
+fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(ip) => {
+            for (index, octet) in ip.octets().into_iter().enumerate() {
+                if index > 0 {
+                    out.push(b'.');
+                }
+                write_u64(out, octet.into());
+            }
+        }
+        // Writing to a Vec cannot fail.
+        IpAddr::V6(ip) => {
+            let _ = write!(out, "{ip}");
+        }
+    }
+}
+
+/// `value` in decimal.
+fn write_u64(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0_u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // `value % 10` is a digit.
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+/// `micros` in milliseconds as the shortest decimal that reads back as
+/// `micros as f64 / 1000.0`, which is what both `Debug` for `f64` and serde_json (ryu) write
+/// (`0.125`, `1.0`, `12345.678`): below 2^53 / 1000 ms no shorter decimal names the same
+/// double, and neither switches to an exponent from 0.001 to 10^16.
+fn write_millis(out: &mut Vec<u8>, micros: u64) {
+    write_u64(out, micros / 1000);
+    out.push(b'.');
+    let fraction = micros % 1000;
+    if fraction == 0 {
+        out.push(b'0');
+        return;
+    }
+    let digits =
+        [fraction / 100, fraction / 10 % 10, fraction % 10].map(|digit| b'0' + digit as u8);
+    let len = if digits[2] != b'0' {
+        3
+    } else if digits[1] != b'0' {
+        2
+    } else {
+        1
+    };
+    out.extend_from_slice(&digits[..len]);
 }
 
 fn version(version: Version) -> &'static str {

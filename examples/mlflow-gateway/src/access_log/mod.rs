@@ -266,8 +266,7 @@ fn log<B: Body>(
         version: line.version,
         status: response.status().as_u16(),
         bytes,
-        // Whole microseconds: the clock's noise below that is no information.
-        duration_ms: started.elapsed().as_micros() as f64 / 1000.0,
+        duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         user,
         authenticator,
         reason,

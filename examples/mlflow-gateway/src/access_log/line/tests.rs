@@ -52,7 +52,7 @@ fn entries() -> Vec<Entry<'static>> {
         version: Version::HTTP_11,
         status: 200,
         bytes: Some(512),
-        duration_ms: 0.125,
+        duration_us: 125,
         user: "alice",
         authenticator: "htpasswd",
         reason: "-",
@@ -68,7 +68,7 @@ fn entries() -> Vec<Entry<'static>> {
             version: Version::HTTP_2,
             status: 401,
             bytes: None,
-            duration_ms: 1.0,
+            duration_us: 1000,
             user: "-",
             authenticator: "-",
             reason: "invalid basic credentials",
@@ -78,7 +78,7 @@ fn entries() -> Vec<Entry<'static>> {
             version: Version::HTTP_10,
             status: 403,
             bytes: Some(0),
-            duration_ms: 12_345.678,
+            duration_us: 12_345_678,
             user: "zoë \"the admin\"\t\n",
             authenticator: "session",
             reason: "forbidden by policy",
@@ -86,7 +86,25 @@ fn entries() -> Vec<Entry<'static>> {
         },
         Entry {
             at: SystemTime::UNIX_EPOCH,
-            duration_ms: 0.001,
+            duration_us: 1,
+            ..entry
+        },
+        Entry {
+            client: IpAddr::from([10, 0, 0, 255]),
+            duration_us: 0,
+            ..entry
+        },
+        Entry {
+            client: "::ffff:192.0.2.1".parse().unwrap(),
+            duration_us: 100_000,
+            ..entry
+        },
+        Entry {
+            duration_us: 99_999_990,
+            ..entry
+        },
+        Entry {
+            duration_us: 1_010,
             ..entry
         },
     ]
@@ -141,7 +159,7 @@ fn json_lines_are_what_the_json_format_writes_for_the_event() {
         assert_eq!(value["path"], entry.path);
         assert_eq!(value["user"], entry.user);
         assert_eq!(value["status"], entry.status);
-        assert_eq!(value["duration_ms"], entry.duration_ms);
+        assert_eq!(value["duration_ms"], entry.duration_us as f64 / 1000.0);
         assert_eq!(value["client"], entry.client.to_string());
         assert_eq!(
             value.get("bytes").and_then(serde_json::Value::as_u64),
@@ -165,4 +183,37 @@ fn times_are_rfc3339_utc() {
     let micros =
         rfc3339_micros(SystemTime::UNIX_EPOCH + Duration::from_micros(1_709_251_199_999_999));
     assert_eq!(&micros, b"2024-02-29T23:59:59.999999Z");
+}
+
+#[test]
+fn durations_are_written_as_debug_and_serde_json_write_the_f64() {
+    let big = [
+        9_007_199_254_740,
+        86_400_000_000,
+        3_600_000_001,
+        u64::from(u32::MAX),
+    ];
+    for micros in (0..300_000).chain(big) {
+        let mut ours = Vec::new();
+        write_millis(&mut ours, micros);
+        let millis = micros as f64 / 1000.0;
+        assert_eq!(std::str::from_utf8(&ours).unwrap(), format!("{millis:?}"));
+        assert_eq!(ours, serde_json::to_vec(&millis).unwrap());
+    }
+}
+
+#[test]
+fn addresses_are_written_as_display_writes_them() {
+    for ip in [
+        "0.0.0.0",
+        "255.255.255.255",
+        "10.0.20.3",
+        "::1",
+        "2001:db8::8:800:200c:417a",
+    ] {
+        let ip: IpAddr = ip.parse().unwrap();
+        let mut ours = Vec::new();
+        write_ip(&mut ours, ip);
+        assert_eq!(String::from_utf8(ours).unwrap(), ip.to_string());
+    }
 }
