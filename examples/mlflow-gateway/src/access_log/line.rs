@@ -139,10 +139,21 @@ fn text_field(out: &mut Vec<u8>, name: &str, value: &str) {
     }
 }
 
-/// `name` then `value` as a JSON string, escaped by serde_json as the JSON format does.
+/// `name` then `value` as a JSON string, escaped by serde_json as the JSON format does; a
+/// value with nothing to escape (no `"`, `\` or control character; serde_json leaves other
+/// UTF-8 as it is) is copied.
 fn json_field(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(name.as_bytes());
-    let _ = serde_json::to_writer(&mut *out, value);
+    if value
+        .bytes()
+        .all(|byte| byte >= b' ' && byte != b'"' && byte != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, value);
+    }
 }
 
 /// `ip` as `Display` writes it; IPv4 digit by digit (`fmt`'s integer and padding machinery
