@@ -29,6 +29,12 @@ use crate::{
 /// Made by [`AuthLayer`]; see the [module docs](crate::auth).
 pub struct Auth<S, A, R, P = AllowAll> {
     inner: S,
+    core: Arc<Core<A, P, R>>,
+}
+
+/// What every clone of an [`Auth`] service shares, behind one reference count: a router such
+/// as axum's clones the service for each request.
+struct Core<A, P, R> {
     authenticator: A,
     policy: P,
     shared: Arc<Shared<R>>,
@@ -50,11 +56,13 @@ impl<S, A, R, P> Auth<S, A, R, P> {
     ) -> Self {
         Self {
             inner,
-            authenticator,
-            policy,
-            shared: Arc::new(Shared {
-                exemptions,
-                renderer,
+            core: Arc::new(Core {
+                authenticator,
+                policy,
+                shared: Arc::new(Shared {
+                    exemptions,
+                    renderer,
+                }),
             }),
         }
     }
@@ -92,7 +100,8 @@ where
         // A principal can only come from this layer: never trust one already present.
         request.extensions_mut().remove::<Authorization>();
 
-        if self
+        let core = &*self.core;
+        if core
             .shared
             .exemptions
             .is_exempt(request.method(), request.uri().path())
@@ -102,11 +111,11 @@ where
         }
 
         let (mut parts, body) = request.into_parts();
-        let credentials = match self.authenticator.credentials(&parts) {
+        let credentials = match core.authenticator.credentials(&parts) {
             Ok(credentials) => credentials,
             Err(error) => {
                 let protocol = Protocol::of(&parts.headers);
-                let response = self.shared.reject(error.into(), protocol, &span);
+                let response = core.shared.reject(error.into(), protocol, &span);
                 return ResponseFuture::rejected(response, span);
             }
         };
@@ -118,12 +127,12 @@ where
 
         // Only a rejection needs the protocol: the synchronous accept never looks it up.
         let (verification, protocol): (Verification, Protocol) =
-            match self.authenticator.try_accept_now(&credentials) {
+            match core.authenticator.try_accept_now(&credentials) {
                 // Answered from memory (a cache hit, a static token) and, when the policy
                 // decides at once too, no future at all.
                 Some(principal) => {
                     drop(credentials);
-                    match self.policy.try_decide_now(&principal, &parts) {
+                    match core.policy.try_decide_now(&principal, &parts) {
                         Some(Decision::Allow) => {
                             span.record("principal", principal.subject());
                             let request = Request::from_parts(parts, body);
@@ -134,14 +143,14 @@ where
                             span.record("principal", principal.subject());
                             let protocol = Protocol::of(&parts.headers);
                             let response =
-                                self.shared
+                                core.shared
                                     .reject(AuthRejection::Forbidden, protocol, &span);
                             return ResponseFuture::rejected(response, span);
                         }
                         None => {
                             span.record("principal", principal.subject());
                             let protocol = Protocol::of(&parts.headers);
-                            let policy = self.policy.clone();
+                            let policy = core.policy.clone();
                             let verification = Box::pin(async move {
                                 ruling(policy.decide(&principal, &parts).await)?;
                                 Ok((principal, parts))
@@ -152,8 +161,8 @@ where
                 }
                 None => {
                     let scheme = credentials.scheme();
-                    let authenticator = self.authenticator.clone();
-                    let policy = self.policy.clone();
+                    let authenticator = core.authenticator.clone();
+                    let policy = core.policy.clone();
                     let span = span.clone();
                     let protocol = Protocol::of(&parts.headers);
                     let verification = Box::pin(async move {
@@ -175,7 +184,7 @@ where
             verification,
             body,
             inner,
-            Arc::clone(&self.shared),
+            Arc::clone(&self.core.shared),
             protocol,
             span,
         )
@@ -216,13 +225,11 @@ impl<R> Shared<R> {
     }
 }
 
-impl<S: Clone, A: Clone, R, P: Clone> Clone for Auth<S, A, R, P> {
+impl<S: Clone, A, R, P> Clone for Auth<S, A, R, P> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            authenticator: self.authenticator.clone(),
-            policy: self.policy.clone(),
-            shared: Arc::clone(&self.shared),
+            core: Arc::clone(&self.core),
         }
     }
 }
@@ -233,7 +240,7 @@ impl<S: fmt::Debug, A, R, P> fmt::Debug for Auth<S, A, R, P> {
             .field("inner", &self.inner)
             .field("authenticator", &std::any::type_name::<A>())
             .field("policy", &std::any::type_name::<P>())
-            .field("shared", &self.shared)
+            .field("shared", &self.core.shared)
             .finish()
     }
 }

@@ -17,9 +17,8 @@
 //! stay idle: 0.56 µs for the token, 0.08–0.13 µs for a Basic credential).
 
 use std::{
-    collections::HashMap,
     fmt,
-    hash::{BuildHasherDefault, Hash, Hasher},
+    hash::{Hash, Hasher},
 };
 
 #[cfg(feature = "cache")]
@@ -29,6 +28,7 @@ use secrecy::ExposeSecret;
 #[cfg(feature = "cache")]
 use sha2::Sha256;
 
+use crate::authenticators::uniform_key::{UniformMap, first_word};
 #[cfg(feature = "cache")]
 use crate::credentials::Credentials;
 
@@ -55,35 +55,12 @@ impl Hash for CacheKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
         // The key is already uniformly random (a PRF under a secret key): 8 of its bytes are
         // as good a hash as any, and nobody outside can choose them to collide.
-        let mut word = [0; 8];
-        word.copy_from_slice(&self.0[..8]);
-        state.write_u64(u64::from_ne_bytes(word));
-    }
-}
-
-/// Passes [`CacheKey`]'s own bytes through as the hash.
-#[derive(Default)]
-pub(crate) struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Not reached by `CacheKey`, which writes one u64; kept correct for any input.
-        for &byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
-        }
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.0 = word;
+        state.write_u64(first_word(&self.0));
     }
 }
 
 /// A map by [`CacheKey`] that skips rehashing the (already random) key.
-pub(crate) type KeyMap<V> = HashMap<CacheKey, V, BuildHasherDefault<KeyHasher>>;
+pub(crate) type KeyMap<V> = UniformMap<CacheKey, V>;
 
 /// Why a cache's key could not be made.
 #[derive(Debug)]
@@ -201,9 +178,9 @@ impl KeyMac {
 
 #[cfg(test)]
 mod tests {
-    use std::hash::{BuildHasher, Hasher};
+    use std::hash::BuildHasher;
 
-    use super::{CacheKey, KEY_LEN, KeyHasher, KeyMap};
+    use super::{CacheKey, KEY_LEN, KeyMap};
 
     #[test]
     fn the_hash_is_the_first_eight_bytes_of_the_key() {
@@ -214,17 +191,6 @@ mod tests {
         // Bytes past the eighth do not change the hash, and so do not cost anything.
         bytes[KEY_LEN - 1] = 0;
         assert_eq!(build.hash_one(CacheKey(bytes)), 7);
-    }
-
-    #[test]
-    fn the_hasher_still_mixes_arbitrary_bytes() {
-        let hash = |bytes: &[u8]| {
-            let mut hasher = KeyHasher::default();
-            hasher.write(bytes);
-            hasher.finish()
-        };
-        assert_ne!(hash(b"ab"), hash(b"ba"));
-        assert_ne!(hash(b"a"), hash(b"b"));
     }
 
     #[test]

@@ -11,6 +11,10 @@
 // The revocation types are re-exported by `crate::authenticator`, beside the trait.
 pub(crate) mod revocation;
 
+// Maps by digests and PRF outputs, hashed by their first word.
+#[cfg(any(feature = "cache", feature = "jwt", feature = "static-tokens"))]
+pub(crate) mod uniform_key;
+
 // The HMAC keying of `Cached` and of `Jwt`'s token cache.
 #[cfg(any(feature = "cache", feature = "jwt"))]
 pub(crate) mod cache_key;
