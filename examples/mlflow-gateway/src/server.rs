@@ -6,7 +6,14 @@
 //! bounded the same way: see [`tunnel`](crate::tunnel).
 
 use std::{
-    cell::Cell, convert::Infallible, future::Future, io, net::SocketAddr, sync::Arc, time::Duration,
+    cell::{Cell, RefCell},
+    convert::Infallible,
+    future::Future,
+    io,
+    net::SocketAddr,
+    sync::Arc,
+    task::{Context, Poll, Waker},
+    time::Duration,
 };
 
 use http::{Request, Response};
@@ -17,14 +24,13 @@ use hyper_util::{
         conn::auto,
         graceful::{GracefulShutdown, Watcher},
     },
-    service::TowerToHyperService,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpSocket, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch},
 };
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt as _, util::Oneshot};
 use tower_service::Service;
 
 use crate::{
@@ -441,7 +447,7 @@ where
             limits,
         } = self;
         let served = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
+            .serve_connection_with_upgrades(TokioIo::new(io), InPlace(RefCell::new(service)))
             .into_owned();
         let Watchers {
             graceful,
@@ -471,6 +477,56 @@ where
                     }
                 }
             }
+        }
+    }
+}
+
+/// The tower stack as hyper's service, called in place. hyper's `call` takes `&self`, and
+/// hyper-util's `TowerToHyperService` answers that with a clone of the whole stack for every
+/// request (a box, a dozen reference counts up and down). hyper calls it from the
+/// connection's task, one call at a time, so a `RefCell` does. The stack is always ready (no
+/// layer of it holds requests back); should it ever not be, that request gets a clone driven
+/// to readiness, as before.
+struct InPlace<S>(RefCell<S>);
+
+impl<S> hyper::service::Service<Req> for InPlace<S>
+where
+    S: Service<Req, Response = Answer, Error = Infallible> + Clone,
+{
+    type Response = Answer;
+    type Error = Infallible;
+    type Future = InPlaceFuture<S>;
+
+    fn call(&self, request: Req) -> Self::Future {
+        let mut service = self.0.borrow_mut();
+        match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => InPlaceFuture::Ready {
+                future: service.call(request),
+            },
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => InPlaceFuture::Waiting {
+                future: service.clone().oneshot(request),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`InPlace`]'s answer: the stack's own future, or the clone's.
+    #[project = InPlaceProjection]
+    enum InPlaceFuture<S: Service<Req>> {
+        Ready { #[pin] future: S::Future },
+        Waiting { #[pin] future: Oneshot<S, Req> },
+    }
+}
+
+impl<S: Service<Req>> Future for InPlaceFuture<S> {
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            InPlaceProjection::Ready { future } => future.poll(cx),
+            InPlaceProjection::Waiting { future } => future.poll(cx),
         }
     }
 }
