@@ -3,13 +3,17 @@
 //!
 //! ```text
 //! hello-server --listen 127.0.0.1:9000 --mode bare
+//! hello-server --listen 127.0.0.1:9003 --mode noop-layer
 //! hello-server --listen 127.0.0.1:9001 --mode bearer --token TOKEN
 //! hello-server --listen 127.0.0.1:9002 --mode basic-cached --htpasswd FILE
 //! ```
 //!
 //! `bearer` checks `Authorization: Bearer TOKEN` with `StaticTokens`; `basic-cached` checks
 //! Basic credentials against an htpasswd file behind `Cached` (60 s), as `mlflow-gateway`
-//! does. Bare mode is also the upstream of the gateway-vs-nginx comparison.
+//! does. `noop-layer` puts a layer that does nothing (`tower_layer::Identity`) on the same
+//! router with `Router::layer`: what axum's per-route layering costs with any middleware, the
+//! floor under `AuthLayer`'s rows. Bare mode is also the upstream of the gateway-vs-nginx
+//! comparison.
 
 use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
@@ -19,7 +23,7 @@ use tower_mlflow_auth::{
     authenticators::{Cached, Htpasswd, StaticTokens},
 };
 
-const USAGE: &str = "usage: hello-server --listen ADDR --mode bare|bearer|basic-cached \
+const USAGE: &str = "usage: hello-server --listen ADDR --mode bare|noop-layer|bearer|basic-cached \
                      [--token TOKEN] [--htpasswd FILE]";
 
 #[derive(Debug, Default)]
@@ -56,6 +60,7 @@ fn app(args: &Args) -> Result<Router, String> {
     let router = Router::new().route("/", any(hello)).fallback(any(hello));
     match args.mode.as_deref() {
         Some("bare") => Ok(router),
+        Some("noop-layer") => Ok(router.layer(tower_layer::Identity::new())),
         Some("bearer") => {
             let token = args.token.clone().ok_or("--mode bearer needs --token")?;
             let tokens = StaticTokens::bearer()
