@@ -323,7 +323,7 @@ fn bench_auth_layer(c: &mut Criterion) {
     let rs256_credentials =
         Credentials::from_authorization_header(&rs256_headers).unwrap_or_else(|e| panic!("{e}"));
     breakdown.bench_function("try_accept_now", |b| {
-        b.iter(|| assert!(jwt.try_accept_now(&rs256_credentials).is_some()));
+        b.iter(|| assert!(jwt.try_accept_now(&rs256_credentials.borrowed()).is_some()));
     });
     breakdown.finish();
 
@@ -421,7 +421,13 @@ fn bench_auth_layer(c: &mut Criterion) {
         b.iter(|| std::hint::black_box(std::time::Instant::now()));
     });
     breakdown.bench_function("cached_basic_try_accept_now", |b| {
-        b.iter(|| assert!(cached.try_accept_now(&alice_credentials).is_some()));
+        b.iter(|| {
+            assert!(
+                cached
+                    .try_accept_now(&alice_credentials.borrowed())
+                    .is_some()
+            )
+        });
     });
     let tokens = StaticTokens::bearer()
         .token(TOKEN, Authorization::new("ci", Scheme::Bearer))
@@ -430,7 +436,13 @@ fn bench_auth_layer(c: &mut Criterion) {
     let token_credentials =
         Credentials::from_authorization_header(&token_headers).unwrap_or_else(|e| panic!("{e}"));
     breakdown.bench_function("static_tokens_try_accept_now", |b| {
-        b.iter(|| assert!(tokens.try_accept_now(&token_credentials).is_some()));
+        b.iter(|| {
+            assert!(
+                tokens
+                    .try_accept_now(&token_credentials.borrowed())
+                    .is_some()
+            )
+        });
     });
     // No subscriber, as in hello-server; then a WARN-level fmt subscriber, as the gateway runs.
     breakdown.bench_function("span_no_subscriber", |b| {

@@ -21,7 +21,7 @@ use secrecy::ExposeSecret as _;
 use tokio::sync::Semaphore;
 use tower::{ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService};
 use tower_mlflow_auth::{
-    AuthLayer, Authenticator, Authorization, Credentials, Scheme,
+    AuthLayer, Authenticator, Authorization, Credentials, CredentialsRef, Scheme,
     authenticators::{Cached, Htpasswd, MlflowUsers, StaticTokens, UserRecord},
     first_of,
 };
@@ -199,8 +199,8 @@ impl Authenticator for Gated {
         Ok(None)
     }
 
-    fn accepts(&self, credentials: &Credentials) -> bool {
-        matches!(credentials, Credentials::Basic { .. })
+    fn accepts(&self, credentials: &CredentialsRef<'_>) -> bool {
+        credentials.scheme() == Scheme::Basic
     }
 }
 

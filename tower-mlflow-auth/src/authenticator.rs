@@ -2,8 +2,10 @@
 //!
 //! Authentication runs in two steps:
 //!
-//! 1. [`Authenticator::credentials`] extracts owned [`Credentials`] from the request head,
-//!    synchronously. The default reads the `Authorization` header (`Basic` and `Bearer`).
+//! 1. [`Authenticator::credentials`] finds the credentials in the request head,
+//!    synchronously, borrowed ([`CredentialsRef`]). The default reads the `Authorization`
+//!    header (`Basic` and `Bearer`). [`Authenticator::try_accept_now`] may answer them from
+//!    memory at once; otherwise they become owned [`Credentials`] for step 2.
 //! 2. [`Authenticator::authenticate`] verifies them asynchronously and answers
 //!    `Ok(Some(principal))` (accepted), `Ok(None)` (wrong credentials: 401) or `Err(_)` (the
 //!    credential backend failed: 503, logged, never shown to the client).
@@ -17,7 +19,9 @@
 //! use http::{HeaderName, request::Parts};
 //! use secrecy::ExposeSecret;
 //! use subtle::ConstantTimeEq;
-//! use tower_mlflow_auth::{Authenticator, Authorization, Challenge, Credentials, CredentialsError, Scheme};
+//! use tower_mlflow_auth::{
+//!     Authenticator, Authorization, Challenge, Credentials, CredentialsError, CredentialsRef, Scheme,
+//! };
 //!
 //! #[derive(Clone)]
 //! struct ApiKey;
@@ -25,8 +29,8 @@
 //! impl Authenticator for ApiKey {
 //!     type Error = Infallible;
 //!
-//!     fn credentials(&self, parts: &Parts) -> Result<Credentials, CredentialsError> {
-//!         Credentials::from_header(&parts.headers, &HeaderName::from_static("x-api-key"))
+//!     fn credentials<'a>(&self, parts: &'a Parts) -> Result<CredentialsRef<'a>, CredentialsError> {
+//!         CredentialsRef::from_header(&parts.headers, &HeaderName::from_static("x-api-key"))
 //!     }
 //!
 //!     async fn authenticate(&self, credentials: Credentials) -> Result<Option<Authorization>, Infallible> {
@@ -78,7 +82,7 @@ use http::request::Parts;
 pub use crate::authenticators::revocation::{RevocationListener, Revoked};
 use crate::{
     authorization::Authorization,
-    credentials::{Credentials, CredentialsError},
+    credentials::{Credentials, CredentialsError, CredentialsRef},
 };
 
 /// Finds and verifies a request's credentials.
@@ -89,17 +93,21 @@ pub trait Authenticator: Clone + Send + Sync + 'static {
     /// is logged with its `Display` text, so that text must not contain a secret.
     type Error: Error + Send + Sync + 'static;
 
-    /// Extracts credentials from the request head.
+    /// Finds the credentials in the request head, borrowed: a request answered by
+    /// [`try_accept_now`](Self::try_accept_now) never copies its secret. The layer turns
+    /// them into owned [`Credentials`] ([`CredentialsRef::to_credentials`]) only for
+    /// [`authenticate`](Self::authenticate).
     ///
     /// The default parses the `Authorization` header with
-    /// [`Credentials::from_authorization_header`].
+    /// [`CredentialsRef::from_authorization_header`]; an authenticator that reads another
+    /// header overrides this with [`CredentialsRef::from_header`].
     ///
     /// # Errors
     ///
     /// [`CredentialsError::Missing`] when the request carries none, and
     /// [`CredentialsError::Malformed`] when it carries something unreadable; both become 401.
-    fn credentials(&self, parts: &Parts) -> Result<Credentials, CredentialsError> {
-        Credentials::from_authorization_header(&parts.headers)
+    fn credentials<'a>(&self, parts: &'a Parts) -> Result<CredentialsRef<'a>, CredentialsError> {
+        CredentialsRef::from_authorization_header(&parts.headers)
     }
 
     /// Verifies credentials: `Ok(Some(_))` accepts, `Ok(None)` rejects (401), `Err(_)` is a
@@ -120,7 +128,7 @@ pub trait Authenticator: Clone + Send + Sync + 'static {
     /// "not known now", never "rejected"; the layer then calls
     /// [`authenticate`](Self::authenticate). Return `Some` only for credentials that
     /// `authenticate` would accept with the same principal. The default returns `None`.
-    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+    fn try_accept_now(&self, credentials: &CredentialsRef<'_>) -> Option<Authorization> {
         let _ = credentials;
         None
     }
@@ -134,7 +142,7 @@ pub trait Authenticator: Clone + Send + Sync + 'static {
     /// A method on the trait rather than a `by_scheme(basic, bearer)` combinator: the store
     /// knows what it handles (so the chain cannot be wired wrong), it works for any number of
     /// stores and for custom schemes, and [`first_of`] stays the one way to chain.
-    fn accepts(&self, credentials: &Credentials) -> bool {
+    fn accepts(&self, credentials: &CredentialsRef<'_>) -> bool {
         let _ = credentials;
         true
     }
@@ -178,7 +186,7 @@ where
 impl<A: Authenticator> Authenticator for Arc<A> {
     type Error = A::Error;
 
-    fn credentials(&self, parts: &Parts) -> Result<Credentials, CredentialsError> {
+    fn credentials<'a>(&self, parts: &'a Parts) -> Result<CredentialsRef<'a>, CredentialsError> {
         (**self).credentials(parts)
     }
 
@@ -189,11 +197,11 @@ impl<A: Authenticator> Authenticator for Arc<A> {
         (**self).authenticate(credentials)
     }
 
-    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+    fn try_accept_now(&self, credentials: &CredentialsRef<'_>) -> Option<Authorization> {
         (**self).try_accept_now(credentials)
     }
 
-    fn accepts(&self, credentials: &Credentials) -> bool {
+    fn accepts(&self, credentials: &CredentialsRef<'_>) -> bool {
         (**self).accepts(credentials)
     }
 
@@ -321,7 +329,7 @@ pub struct FirstOf<A, B> {
 impl<A: Authenticator, B: Authenticator> Authenticator for FirstOf<A, B> {
     type Error = FirstOfError<A::Error, B::Error>;
 
-    fn credentials(&self, parts: &Parts) -> Result<Credentials, CredentialsError> {
+    fn credentials<'a>(&self, parts: &'a Parts) -> Result<CredentialsRef<'a>, CredentialsError> {
         match self.first.credentials(parts) {
             Ok(credentials) => Ok(credentials),
             Err(first_err) => match self.second.credentials(parts) {
@@ -337,7 +345,11 @@ impl<A: Authenticator, B: Authenticator> Authenticator for FirstOf<A, B> {
         &self,
         credentials: Credentials,
     ) -> Result<Option<Authorization>, Self::Error> {
-        let first = if self.first.accepts(&credentials) {
+        let (first_accepts, second_accepts) = {
+            let found = credentials.borrowed();
+            (self.first.accepts(&found), self.second.accepts(&found))
+        };
+        let first = if first_accepts {
             self.first.authenticate(credentials.clone()).await
         } else {
             Ok(None)
@@ -345,7 +357,7 @@ impl<A: Authenticator, B: Authenticator> Authenticator for FirstOf<A, B> {
         if let Ok(Some(principal)) = first {
             return Ok(Some(principal));
         }
-        let second = if self.second.accepts(&credentials) {
+        let second = if second_accepts {
             self.second.authenticate(credentials).await
         } else {
             Ok(None)
@@ -358,7 +370,7 @@ impl<A: Authenticator, B: Authenticator> Authenticator for FirstOf<A, B> {
         }
     }
 
-    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+    fn try_accept_now(&self, credentials: &CredentialsRef<'_>) -> Option<Authorization> {
         // `second` may answer only when `first` cannot accept these credentials at all:
         // otherwise `first` might still accept them (with its own principal) once verified,
         // and it comes before `second`.
@@ -371,7 +383,7 @@ impl<A: Authenticator, B: Authenticator> Authenticator for FirstOf<A, B> {
         }
     }
 
-    fn accepts(&self, credentials: &Credentials) -> bool {
+    fn accepts(&self, credentials: &CredentialsRef<'_>) -> bool {
         self.first.accepts(credentials) || self.second.accepts(credentials)
     }
 
@@ -437,16 +449,16 @@ type BoxedVerification<'a> = std::pin::Pin<
 >;
 
 trait ErasedAuthenticator: Send + Sync + 'static {
-    fn credentials(&self, parts: &Parts) -> Result<Credentials, CredentialsError>;
+    fn credentials<'a>(&self, parts: &'a Parts) -> Result<CredentialsRef<'a>, CredentialsError>;
     fn authenticate(&self, credentials: Credentials) -> BoxedVerification<'_>;
-    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization>;
-    fn accepts(&self, credentials: &Credentials) -> bool;
+    fn try_accept_now(&self, credentials: &CredentialsRef<'_>) -> Option<Authorization>;
+    fn accepts(&self, credentials: &CredentialsRef<'_>) -> bool;
     fn subscribe_revocations(&self, listener: RevocationListener);
     fn challenges(&self) -> &[Challenge];
 }
 
 impl<A: Authenticator> ErasedAuthenticator for A {
-    fn credentials(&self, parts: &Parts) -> Result<Credentials, CredentialsError> {
+    fn credentials<'a>(&self, parts: &'a Parts) -> Result<CredentialsRef<'a>, CredentialsError> {
         Authenticator::credentials(self, parts)
     }
 
@@ -458,11 +470,11 @@ impl<A: Authenticator> ErasedAuthenticator for A {
         })
     }
 
-    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+    fn try_accept_now(&self, credentials: &CredentialsRef<'_>) -> Option<Authorization> {
         Authenticator::try_accept_now(self, credentials)
     }
 
-    fn accepts(&self, credentials: &Credentials) -> bool {
+    fn accepts(&self, credentials: &CredentialsRef<'_>) -> bool {
         Authenticator::accepts(self, credentials)
     }
 
@@ -485,7 +497,7 @@ impl BoxAuthenticator {
 impl Authenticator for BoxAuthenticator {
     type Error = BoxAuthenticatorError;
 
-    fn credentials(&self, parts: &Parts) -> Result<Credentials, CredentialsError> {
+    fn credentials<'a>(&self, parts: &'a Parts) -> Result<CredentialsRef<'a>, CredentialsError> {
         self.0.credentials(parts)
     }
 
@@ -496,11 +508,11 @@ impl Authenticator for BoxAuthenticator {
         self.0.authenticate(credentials)
     }
 
-    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+    fn try_accept_now(&self, credentials: &CredentialsRef<'_>) -> Option<Authorization> {
         self.0.try_accept_now(credentials)
     }
 
-    fn accepts(&self, credentials: &Credentials) -> bool {
+    fn accepts(&self, credentials: &CredentialsRef<'_>) -> bool {
         self.0.accepts(credentials)
     }
 
@@ -550,8 +562,8 @@ mod tests {
     use secrecy::SecretString;
 
     use super::{
-        Authenticator, Authorization, BoxAuthenticator, Credentials, RevocationListener, Revoked,
-        first_of,
+        Authenticator, Authorization, BoxAuthenticator, Credentials, CredentialsRef,
+        RevocationListener, Revoked, first_of,
     };
     use crate::credentials::Scheme;
 
@@ -594,12 +606,12 @@ mod tests {
                 .then(|| Authorization::new(self.subject, self.scheme)))
         }
 
-        fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+        fn try_accept_now(&self, credentials: &CredentialsRef<'_>) -> Option<Authorization> {
             (self.fast && credentials.scheme() == self.scheme)
                 .then(|| Authorization::new(self.subject, self.scheme))
         }
 
-        fn accepts(&self, credentials: &Credentials) -> bool {
+        fn accepts(&self, credentials: &CredentialsRef<'_>) -> bool {
             credentials.scheme() == self.scheme
         }
 
@@ -642,7 +654,11 @@ mod tests {
             name: http::HeaderName::from_static("x-api-key"),
             value: SecretString::from("k"),
         };
-        assert!(!chain.accepts(&header) && chain.accepts(&basic()) && chain.accepts(&bearer()));
+        assert!(
+            !chain.accepts(&header.borrowed())
+                && chain.accepts(&basic().borrowed())
+                && chain.accepts(&bearer().borrowed())
+        );
         assert_eq!(chain.authenticate(header).await.unwrap(), None);
         assert_eq!((passwords.calls(), tokens.calls()), (1, 1), "nobody asked");
     }
@@ -652,20 +668,37 @@ mod tests {
         let slow_basic = OneScheme::new(Scheme::Basic, "alice", false);
         let fast_bearer = OneScheme::new(Scheme::Bearer, "bot", true);
         let chain = first_of(slow_basic, fast_bearer);
-        assert_eq!(chain.try_accept_now(&bearer()).unwrap().subject(), "bot");
-        assert_eq!(chain.try_accept_now(&basic()), None);
+        assert_eq!(
+            chain
+                .try_accept_now(&bearer().borrowed())
+                .unwrap()
+                .subject(),
+            "bot"
+        );
+        assert_eq!(chain.try_accept_now(&basic().borrowed()), None);
         // `first` accepts Basic but cannot answer now: `second` must not answer for it.
         let both_basic = first_of(
             OneScheme::new(Scheme::Basic, "first", false),
             OneScheme::new(Scheme::Basic, "second", true),
         );
-        assert_eq!(both_basic.try_accept_now(&basic()), None);
+        assert_eq!(both_basic.try_accept_now(&basic().borrowed()), None);
         let boxed = BoxAuthenticator::new(Arc::new(chain));
-        assert_eq!(boxed.try_accept_now(&bearer()).unwrap().subject(), "bot");
-        assert!(!boxed.accepts(&Credentials::Header {
-            name: http::HeaderName::from_static("x-api-key"),
-            value: SecretString::from("k"),
-        }));
+        assert_eq!(
+            boxed
+                .try_accept_now(&bearer().borrowed())
+                .unwrap()
+                .subject(),
+            "bot"
+        );
+        assert!(
+            !boxed.accepts(
+                &Credentials::Header {
+                    name: http::HeaderName::from_static("x-api-key"),
+                    value: SecretString::from("k"),
+                }
+                .borrowed()
+            )
+        );
     }
 
     #[test]
@@ -680,7 +713,7 @@ mod tests {
         assert_eq!(b.listeners.lock().unwrap().len(), 1);
         // Closures accept everything and have nothing to revoke.
         let closure = |_: Credentials| async { Ok::<_, Infallible>(None) };
-        assert!(closure.accepts(&bearer()));
+        assert!(closure.accepts(&bearer().borrowed()));
         closure.subscribe_revocations(RevocationListener::new(|_: &Revoked| {}));
     }
 }

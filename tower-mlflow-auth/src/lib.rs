@@ -124,7 +124,7 @@ pub use self::{
         InvalidChallenge, RevocationListener, Revoked, first_of,
     },
     authorization::Authorization,
-    credentials::{Credentials, CredentialsError, Malformed, Scheme},
+    credentials::{Credentials, CredentialsError, CredentialsRef, Malformed, Scheme},
     exempt::{ExemptionError, Exemptions},
     origin::{
         OriginCheck, OriginCheckBuildError, OriginCheckLayer, OriginCheckLayerBuilder,

@@ -17,7 +17,7 @@ use secrecy::ExposeSecret;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_mlflow_auth::{
     AuthLayer, AuthRejection, Authenticator, Authorization, Challenge, Credentials,
-    CredentialsError, Exemptions, Malformed, Scheme, first_of,
+    CredentialsError, CredentialsRef, Exemptions, Malformed, Scheme, first_of,
 };
 
 type Body = Full<Bytes>;
@@ -438,8 +438,11 @@ struct ApiKey;
 impl Authenticator for ApiKey {
     type Error = Infallible;
 
-    fn credentials(&self, parts: &http::request::Parts) -> Result<Credentials, CredentialsError> {
-        Credentials::from_header(&parts.headers, &http::HeaderName::from_static("x-api-key"))
+    fn credentials<'a>(
+        &self,
+        parts: &'a http::request::Parts,
+    ) -> Result<CredentialsRef<'a>, CredentialsError> {
+        CredentialsRef::from_header(&parts.headers, &http::HeaderName::from_static("x-api-key"))
     }
 
     async fn authenticate(
@@ -593,14 +596,10 @@ impl Authenticator for Remembering {
         })
     }
 
-    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+    fn try_accept_now(&self, credentials: &CredentialsRef<'_>) -> Option<Authorization> {
         self.remembered.fetch_add(1, Ordering::SeqCst);
-        match credentials {
-            Credentials::Bearer { token } if token.expose_secret() == "fast" => {
-                Some(Authorization::new("remembered", Scheme::Bearer))
-            }
-            _ => None,
-        }
+        (credentials.scheme() == Scheme::Bearer && credentials.expose_secret() == "fast")
+            .then(|| Authorization::new("remembered", Scheme::Bearer))
     }
 }
 
@@ -647,7 +646,7 @@ async fn first_of_answers_from_memory_only_through_its_first() {
         token: "fast".into(),
     };
     assert_eq!(
-        either.try_accept_now(&fast).unwrap().subject(),
+        either.try_accept_now(&fast.borrowed()).unwrap().subject(),
         "remembered"
     );
     // The first cannot answer "slow" now, and it might accept it once verified: the second
@@ -655,14 +654,17 @@ async fn first_of_answers_from_memory_only_through_its_first() {
     let slow = Credentials::Bearer {
         token: "slow".into(),
     };
-    assert!(either.try_accept_now(&slow).is_none());
+    assert!(either.try_accept_now(&slow.borrowed()).is_none());
     assert_eq!(second.remembered.load(Ordering::SeqCst), 0);
 
     let boxed = tower_mlflow_auth::BoxAuthenticator::new(first_of(first, second));
-    assert_eq!(boxed.try_accept_now(&fast).unwrap().subject(), "remembered");
+    assert_eq!(
+        boxed.try_accept_now(&fast.borrowed()).unwrap().subject(),
+        "remembered"
+    );
     let shared = Arc::new(Remembering::default());
     assert_eq!(
-        shared.try_accept_now(&fast).unwrap().subject(),
+        shared.try_accept_now(&fast.borrowed()).unwrap().subject(),
         "remembered"
     );
 }

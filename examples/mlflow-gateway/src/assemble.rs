@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tower::{Layer as _, ServiceBuilder, util::BoxCloneService};
 use tower_mlflow_auth::{
     AuthLayer, AuthRejection, Authenticator, Authorization, BoxAuthenticator, Challenge,
-    Credentials, InvalidRealm, OriginCheckLayer, RejectionResponse,
+    Credentials, CredentialsRef, InvalidRealm, OriginCheckLayer, RejectionResponse,
     authenticators::{Htpasswd, MlflowUsers},
     throttle::{ThrottleBuildError, ThrottleLayer, ThrottleReleaseLayer},
 };
@@ -365,7 +365,7 @@ impl Authenticator for NoApiLogin {
         Ok(None)
     }
 
-    fn accepts(&self, _: &Credentials) -> bool {
+    fn accepts(&self, _: &CredentialsRef<'_>) -> bool {
         false
     }
 

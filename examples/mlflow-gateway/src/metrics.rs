@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use tower_mlflow_auth::{
     Authenticator, Authorization,
     authenticator::{Challenge, RevocationListener},
-    credentials::{Credentials, CredentialsError},
+    credentials::{Credentials, CredentialsError, CredentialsRef},
 };
 
 /// The principal attribute that names the authenticator which accepted it (`htpasswd`,
@@ -389,7 +389,10 @@ impl<A> Observed<A> {
 impl<A: Authenticator> Authenticator for Observed<A> {
     type Error = A::Error;
 
-    fn credentials(&self, parts: &http::request::Parts) -> Result<Credentials, CredentialsError> {
+    fn credentials<'a>(
+        &self,
+        parts: &'a http::request::Parts,
+    ) -> Result<CredentialsRef<'a>, CredentialsError> {
         self.inner.credentials(parts)
     }
 
@@ -406,7 +409,7 @@ impl<A: Authenticator> Authenticator for Observed<A> {
         Ok(answer?.map(|principal| self.tag(principal)))
     }
 
-    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+    fn try_accept_now(&self, credentials: &CredentialsRef<'_>) -> Option<Authorization> {
         let principal = self.tag(self.inner.try_accept_now(credentials)?);
         if let Some(metrics) = &self.hits
             && principal
@@ -418,7 +421,7 @@ impl<A: Authenticator> Authenticator for Observed<A> {
         Some(principal)
     }
 
-    fn accepts(&self, credentials: &Credentials) -> bool {
+    fn accepts(&self, credentials: &CredentialsRef<'_>) -> bool {
         self.inner.accepts(credentials)
     }
 

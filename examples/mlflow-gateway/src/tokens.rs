@@ -20,7 +20,7 @@ use http::request::Parts;
 use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest as _, Sha256};
 use tower_mlflow_auth::{
-    Authenticator, Authorization, Challenge, Credentials, CredentialsError, Scheme,
+    Authenticator, Authorization, Challenge, Credentials, CredentialsError, CredentialsRef, Scheme,
     authenticators::{StaticTokens, StaticTokensBuildError},
 };
 use tower_mlflow_core::sync::Reloading;
@@ -265,23 +265,23 @@ fn stamp(path: &Path) -> std::io::Result<(SystemTime, u64)> {
 impl Authenticator for TokensFile {
     type Error = Infallible;
 
-    fn credentials(&self, parts: &Parts) -> Result<Credentials, CredentialsError> {
-        Credentials::from_authorization_header(&parts.headers)
+    fn credentials<'a>(&self, parts: &'a Parts) -> Result<CredentialsRef<'a>, CredentialsError> {
+        CredentialsRef::from_authorization_header(&parts.headers)
     }
 
     async fn authenticate(
         &self,
         credentials: Credentials,
     ) -> Result<Option<Authorization>, Infallible> {
-        Ok(self.try_accept_now(&credentials))
+        Ok(self.try_accept_now(&credentials.borrowed()))
     }
 
-    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+    fn try_accept_now(&self, credentials: &CredentialsRef<'_>) -> Option<Authorization> {
         self.current()?.try_accept_now(credentials)
     }
 
-    fn accepts(&self, credentials: &Credentials) -> bool {
-        matches!(credentials, Credentials::Bearer { .. })
+    fn accepts(&self, credentials: &CredentialsRef<'_>) -> bool {
+        credentials.scheme() == Scheme::Bearer
     }
 
     fn challenges(&self) -> &[Challenge] {
@@ -307,7 +307,7 @@ mod tests {
         let value = format!("Bearer {ALPHA}").parse().unwrap();
         headers.insert(http::header::AUTHORIZATION, value);
         let bearer = Credentials::from_authorization_header(&headers).unwrap();
-        let who = tokens.try_accept_now(&bearer).unwrap();
+        let who = tokens.try_accept_now(&bearer.borrowed()).unwrap();
         assert_eq!(who.subject(), "ci");
     }
 

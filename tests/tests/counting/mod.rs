@@ -6,7 +6,7 @@ use std::sync::{
 };
 
 use tower_mlflow_auth::{
-    Authenticator, Authorization, Credentials, authenticator::RevocationListener,
+    Authenticator, Authorization, Credentials, CredentialsRef, authenticator::RevocationListener,
 };
 
 /// Counts the verifications (`authenticate`) of the authenticator it wraps; everything else
@@ -42,11 +42,11 @@ impl<A: Authenticator> Authenticator for Counted<A> {
         self.inner.authenticate(credentials).await
     }
 
-    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+    fn try_accept_now(&self, credentials: &CredentialsRef<'_>) -> Option<Authorization> {
         self.inner.try_accept_now(credentials)
     }
 
-    fn accepts(&self, credentials: &Credentials) -> bool {
+    fn accepts(&self, credentials: &CredentialsRef<'_>) -> bool {
         self.inner.accepts(credentials)
     }
 

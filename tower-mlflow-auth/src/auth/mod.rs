@@ -14,16 +14,18 @@
 //!    carries, then:
 //!    - lets an [exempt](crate::Exemptions) request through untouched (it carries no
 //!      principal);
-//!    - extracts credentials with [`Authenticator::credentials`](crate::Authenticator::credentials);
-//!      none or malformed is a 401 at once, without calling the authenticator;
 //!    - marks the `Authorization` header sensitive, so inner services never log it;
+//!    - reads the credentials, borrowed, with
+//!      [`Authenticator::credentials`](crate::Authenticator::credentials); none or malformed
+//!      is a 401 at once, without calling the authenticator;
 //!    - asks [`Authenticator::try_accept_now`](crate::Authenticator::try_accept_now) (a cache
 //!      hit, a static token) and on `Some` asks the [policy](crate::policy)'s
 //!      [`try_decide_now`](crate::Policy::try_decide_now): an allow accepts at once (the
 //!      principal goes into the request extensions and on the `auth` span, and the inner
 //!      service is called), a deny is a 403 at once;
-//!    - otherwise boxes what is left to wait for, with the request head the policy decides
-//!      on: [`Authenticator::authenticate`](crate::Authenticator::authenticate) then the
+//!    - otherwise copies the credentials into owned ones and boxes what is left to wait for,
+//!      with the request head the policy decides on:
+//!      [`Authenticator::authenticate`](crate::Authenticator::authenticate) then the
 //!      policy, or the policy alone; and moves the service that was driven to readiness
 //!      into the response future (the clone-and-swap idiom).
 //! 3. **`future.rs`**, the waiting. [`ResponseFuture`] polls the verification; on success it

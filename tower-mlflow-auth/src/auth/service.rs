@@ -111,6 +111,10 @@ where
         }
 
         let (mut parts, body) = request.into_parts();
+        // Inner services may log headers; make sure the credential prints as "Sensitive".
+        if let Some(value) = parts.headers.get_mut(AUTHORIZATION) {
+            value.set_sensitive(true);
+        }
         let credentials = match core.authenticator.credentials(&parts) {
             Ok(credentials) => credentials,
             Err(error) => {
@@ -119,11 +123,6 @@ where
                 return ResponseFuture::rejected(response, span);
             }
         };
-
-        // Inner services may log headers; make sure the credential prints as "Sensitive".
-        if let Some(value) = parts.headers.get_mut(AUTHORIZATION) {
-            value.set_sensitive(true);
-        }
 
         // Only a rejection needs the protocol: the synchronous accept never looks it up.
         let (verification, protocol): (Verification, Protocol) =
@@ -160,7 +159,12 @@ where
                     }
                 }
                 None => {
+                    // The slow path: only now is the secret copied, for the future to own.
                     let scheme = credentials.scheme();
+                    let credentials = {
+                        let borrowed = credentials;
+                        borrowed.to_credentials()
+                    };
                     let authenticator = core.authenticator.clone();
                     let policy = core.policy.clone();
                     let span = span.clone();

@@ -24,13 +24,12 @@ use std::{
 #[cfg(feature = "cache")]
 use hmac::{Hmac, KeyInit, Mac};
 #[cfg(feature = "cache")]
-use secrecy::ExposeSecret;
 #[cfg(feature = "cache")]
 use sha2::Sha256;
 
 use crate::authenticators::uniform_key::{UniformMap, first_word};
 #[cfg(feature = "cache")]
-use crate::credentials::Credentials;
+use crate::credentials::{CredentialsRef, Scheme};
 
 /// The length of a [`CacheKey`]: 128 bits, as a GCM-SIV tag; HMAC-SHA256 is truncated to it
 /// (RFC 2104 §5). Nobody outside can compute a key, so finding a credential that shares one
@@ -133,23 +132,26 @@ impl KeyMac {
     /// The name is length-prefixed so that no (name, secret) pair can collide with another
     /// by moving bytes across the boundary (a Basic username may contain a NUL byte).
     #[cfg(feature = "cache")]
-    pub(crate) fn key_for(&self, credentials: &Credentials) -> CacheKey {
-        let (scheme, name, secret): (u8, &[u8], &str) = match credentials {
-            Credentials::Basic { username, password } => {
-                (1, username.as_bytes(), password.expose_secret())
-            }
-            Credentials::Bearer { token } => (2, b"", token.expose_secret()),
-            Credentials::Header { name, value } => {
-                (3, name.as_str().as_bytes(), value.expose_secret())
-            }
+    pub(crate) fn key_for(&self, credentials: &CredentialsRef<'_>) -> CacheKey {
+        let (scheme, name): (u8, &[u8]) = match credentials.scheme() {
+            Scheme::Basic => (1, credentials.username_bytes().unwrap_or_default()),
+            Scheme::Bearer => (2, b""),
+            // `Scheme` is non-exhaustive for users only; a new one gets its own number here.
+            Scheme::Header | Scheme::Session => (
+                3,
+                credentials
+                    .header_name()
+                    .map_or(&b""[..], |name| name.as_str().as_bytes()),
+            ),
         };
+        let secret = credentials.secret_bytes();
         let name_len = u64::try_from(name.len()).unwrap_or(u64::MAX);
         let mut mac = self.credentials.clone();
         mac.update(&[scheme]);
         mac.update(&name_len.to_be_bytes());
         mac.update(name);
         mac.update(&[0]);
-        mac.update(secret.as_bytes());
+        mac.update(secret);
         let mut key = [0; KEY_LEN];
         key.copy_from_slice(&mac.finalize().into_bytes()[..KEY_LEN]);
         CacheKey(key)

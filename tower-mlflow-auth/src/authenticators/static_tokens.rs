@@ -17,7 +17,7 @@ use crate::{
     authenticator::{Authenticator, Challenge},
     authenticators::uniform_key::{UniformMap, first_word},
     authorization::Authorization,
-    credentials::{Credentials, CredentialsError},
+    credentials::{Credentials, CredentialsError, CredentialsRef, Scheme},
 };
 
 /// A SHA-256 digest of a token. Equality is constant time ([`subtle`]).
@@ -159,10 +159,10 @@ impl StaticTokens {
 impl Authenticator for StaticTokens {
     type Error = Infallible;
 
-    fn credentials(&self, parts: &Parts) -> Result<Credentials, CredentialsError> {
+    fn credentials<'a>(&self, parts: &'a Parts) -> Result<CredentialsRef<'a>, CredentialsError> {
         match &self.inner.source {
-            TokenSource::Bearer => Credentials::from_authorization_header(&parts.headers),
-            TokenSource::Header(name) => Credentials::from_header(&parts.headers, name),
+            TokenSource::Bearer => CredentialsRef::from_authorization_header(&parts.headers),
+            TokenSource::Header(name) => CredentialsRef::from_header(&parts.headers, name),
         }
     }
 
@@ -170,29 +170,22 @@ impl Authenticator for StaticTokens {
         &self,
         credentials: Credentials,
     ) -> Result<Option<Authorization>, Infallible> {
-        Ok(self.try_accept_now(&credentials))
+        Ok(self.try_accept_now(&credentials.borrowed()))
     }
 
     /// Always answers: a static token is known or not.
-    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
-        let token = match (&self.inner.source, credentials) {
-            (TokenSource::Bearer, Credentials::Bearer { token }) => token,
-            (TokenSource::Header(expected), Credentials::Header { name, value })
-                if name == expected =>
-            {
-                value
-            }
+    fn try_accept_now(&self, credentials: &CredentialsRef<'_>) -> Option<Authorization> {
+        if !self.accepts(credentials) {
             // Another scheme, for another authenticator in a `first_of`.
-            _ => return None,
-        };
-        self.lookup(token.expose_secret())
+            return None;
+        }
+        self.lookup(credentials.expose_secret())
     }
 
-    fn accepts(&self, credentials: &Credentials) -> bool {
-        match (&self.inner.source, credentials) {
-            (TokenSource::Bearer, Credentials::Bearer { .. }) => true,
-            (TokenSource::Header(expected), Credentials::Header { name, .. }) => name == expected,
-            _ => false,
+    fn accepts(&self, credentials: &CredentialsRef<'_>) -> bool {
+        match &self.inner.source {
+            TokenSource::Bearer => credentials.scheme() == Scheme::Bearer,
+            TokenSource::Header(expected) => credentials.header_name() == Some(expected),
         }
     }
 
@@ -464,19 +457,23 @@ mod tests {
         let tokens = two_bearer_tokens();
         assert_eq!(
             tokens
-                .try_accept_now(&bearer("tok-beta"))
+                .try_accept_now(&bearer("tok-beta").borrowed())
                 .unwrap()
                 .subject(),
             "beta"
         );
         for wrong in ["tok-gamma", "tok-alph", "tok-alphaa"] {
-            assert_eq!(tokens.try_accept_now(&bearer(wrong)), None, "{wrong}");
+            assert_eq!(
+                tokens.try_accept_now(&bearer(wrong).borrowed()),
+                None,
+                "{wrong}"
+            );
         }
         let basic = Credentials::Basic {
             username: "alpha".into(),
             password: SecretString::from("tok-alpha"),
         };
-        assert_eq!(tokens.try_accept_now(&basic), None);
+        assert_eq!(tokens.try_accept_now(&basic.borrowed()), None);
     }
 
     #[tokio::test]
@@ -505,15 +502,17 @@ mod tests {
             value: SecretString::from("tok-alpha"),
         };
         let tokens = two_bearer_tokens();
-        assert!(tokens.accepts(&bearer("anything")));
-        assert!(!tokens.accepts(&basic) && !tokens.accepts(&header("x-api-key")));
+        assert!(tokens.accepts(&bearer("anything").borrowed()));
+        assert!(
+            !tokens.accepts(&basic.borrowed()) && !tokens.accepts(&header("x-api-key").borrowed())
+        );
         let keys = StaticTokens::header(api_key())
             .token("k-1", Authorization::new("svc", Scheme::Header))
             .build()
             .unwrap();
-        assert!(keys.accepts(&header("x-api-key")));
-        assert!(!keys.accepts(&header("x-other-key")));
-        assert!(!keys.accepts(&bearer("k-1")) && !keys.accepts(&basic));
+        assert!(keys.accepts(&header("x-api-key").borrowed()));
+        assert!(!keys.accepts(&header("x-other-key").borrowed()));
+        assert!(!keys.accepts(&bearer("k-1").borrowed()) && !keys.accepts(&basic.borrowed()));
     }
 
     #[tokio::test]
@@ -547,11 +546,10 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        let Credentials::Header { name, value } = keys.credentials(&parts).unwrap() else {
-            panic!("not a header credential")
-        };
-        assert_eq!(name, api_key());
-        assert_eq!(value.expose_secret(), "k-1");
+        let found = keys.credentials(&parts).unwrap();
+        assert_eq!(found.scheme(), Scheme::Header);
+        assert_eq!(found.header_name(), Some(&api_key()));
+        assert_eq!(found.expose_secret(), "k-1");
     }
 
     #[test]
@@ -594,9 +592,15 @@ mod tests {
             .token_sha256(digest, Authorization::new("alpha", Scheme::Bearer))
             .build()
             .unwrap();
-        let who = tokens.try_accept_now(&bearer("tok-alpha")).unwrap();
+        let who = tokens
+            .try_accept_now(&bearer("tok-alpha").borrowed())
+            .unwrap();
         assert_eq!(who.subject(), "alpha");
-        assert!(tokens.try_accept_now(&bearer("tok-alphb")).is_none());
+        assert!(
+            tokens
+                .try_accept_now(&bearer("tok-alphb").borrowed())
+                .is_none()
+        );
         let twice = StaticTokens::bearer()
             .token("tok-alpha", Authorization::new("a", Scheme::Bearer))
             .token_sha256(digest, Authorization::new("b", Scheme::Bearer))

@@ -17,8 +17,8 @@ use tower::{ServiceBuilder, ServiceExt};
 
 use super::*;
 use crate::{
-    AuthLayer, AuthRejection, Authenticator, Credentials, Exemptions, MlflowRejectionResponse,
-    credentials::Scheme,
+    AuthLayer, AuthRejection, Authenticator, Credentials, CredentialsRef, Exemptions,
+    MlflowRejectionResponse, credentials::Scheme,
 };
 
 #[derive(Debug)]
@@ -404,8 +404,10 @@ impl Authenticator for Anyone {
         Ok(Self::principal(&credentials))
     }
 
-    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
-        self.fast.then(|| Self::principal(credentials)).flatten()
+    fn try_accept_now(&self, credentials: &CredentialsRef<'_>) -> Option<Authorization> {
+        self.fast
+            .then(|| Self::principal(&credentials.to_credentials()))
+            .flatten()
     }
 }
 

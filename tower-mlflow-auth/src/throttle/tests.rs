@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tower::{Service, ServiceBuilder, ServiceExt, util::BoxCloneService};
 
 use super::{ClientKey, ThrottleBuildError, ThrottleLayer, ThrottleReleaseLayer, Throttled};
-use crate::{AuthLayer, Authenticator, Authorization, Credentials, Scheme};
+use crate::{AuthLayer, Authenticator, Authorization, Credentials, CredentialsRef, Scheme};
 
 /// Accepts the password `right`; `cached` with it is answered from memory; the user `down`
 /// is a backend failure. Counts the password checks it runs, each taking 100 ms.
@@ -28,7 +28,11 @@ struct Passwords {
 }
 
 fn is_right(password: &secrecy::SecretString) -> bool {
-    password.expose_secret().as_bytes().ct_eq(b"right").into()
+    is_right_text(password.expose_secret())
+}
+
+fn is_right_text(password: &str) -> bool {
+    password.as_bytes().ct_eq(b"right").into()
 }
 
 impl Passwords {
@@ -55,15 +59,10 @@ impl Authenticator for Passwords {
         }
     }
 
-    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
-        match credentials {
-            Credentials::Basic { username, password }
-                if username == "cached" && is_right(password) =>
-            {
-                Some(Authorization::new(username.clone(), Scheme::Basic))
-            }
-            _ => None,
-        }
+    fn try_accept_now(&self, credentials: &CredentialsRef<'_>) -> Option<Authorization> {
+        let cached =
+            credentials.username() == Some("cached") && is_right_text(credentials.expose_secret());
+        cached.then(|| Authorization::new("cached", Scheme::Basic))
     }
 }
 

@@ -163,10 +163,13 @@ mod tests {
     };
 
     fn key(mac: &KeyMac, username: &str) -> CacheKey {
-        mac.key_for(&Credentials::Basic {
-            username: username.to_owned(),
-            password: "pw".into(),
-        })
+        mac.key_for(
+            &Credentials::Basic {
+                username: username.to_owned(),
+                password: "pw".into(),
+            }
+            .borrowed(),
+        )
     }
 
     fn keep(entries: &Entries, mac: &KeyMac, username: &str, subject: &str) -> CacheKey {

@@ -30,7 +30,7 @@ use self::{
 use crate::{
     authenticator::{Authenticator, Challenge, RevocationListener},
     authorization::Authorization,
-    credentials::{Credentials, CredentialsError},
+    credentials::{Credentials, CredentialsError, CredentialsRef},
 };
 
 /// Wraps any [`Authenticator`] with a verified-credential cache.
@@ -211,7 +211,7 @@ impl<A: Authenticator> Cached<A> {
 impl<A: Authenticator> Authenticator for Cached<A> {
     type Error = CachedError<A::Error>;
 
-    fn credentials(&self, parts: &Parts) -> Result<Credentials, CredentialsError> {
+    fn credentials<'a>(&self, parts: &'a Parts) -> Result<CredentialsRef<'a>, CredentialsError> {
         self.inner.credentials(parts)
     }
 
@@ -219,10 +219,13 @@ impl<A: Authenticator> Authenticator for Cached<A> {
         &self,
         credentials: Credentials,
     ) -> Result<Option<Authorization>, Self::Error> {
-        if !self.inner.accepts(&credentials) {
-            return Ok(None);
-        }
-        let key = self.shared.keys.key_for(&credentials);
+        let key = {
+            let found = credentials.borrowed();
+            if !self.inner.accepts(&found) {
+                return Ok(None);
+            }
+            self.shared.keys.key_for(&found)
+        };
         if let Some(principal) = self.shared.entries.lookup(&key) {
             return Ok(Some(principal));
         }
@@ -232,7 +235,7 @@ impl<A: Authenticator> Authenticator for Cached<A> {
 
     /// A cache hit, answered without a future. The inner authenticator is not asked: its
     /// own shortcut would bypass the cache's single flight and permits for nothing.
-    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
+    fn try_accept_now(&self, credentials: &CredentialsRef<'_>) -> Option<Authorization> {
         if !self.inner.accepts(credentials) {
             return None;
         }
@@ -241,7 +244,7 @@ impl<A: Authenticator> Authenticator for Cached<A> {
             .lookup(&self.shared.keys.key_for(credentials))
     }
 
-    fn accepts(&self, credentials: &Credentials) -> bool {
+    fn accepts(&self, credentials: &CredentialsRef<'_>) -> bool {
         self.inner.accepts(credentials)
     }
 

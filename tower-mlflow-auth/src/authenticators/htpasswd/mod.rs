@@ -27,7 +27,7 @@ use tower_mlflow_core::blocking::run_blocking;
 use crate::{
     authenticator::{Authenticator, Challenge, RevocationListener},
     authorization::Authorization,
-    credentials::{Credentials, Scheme},
+    credentials::{Credentials, CredentialsRef, Scheme},
 };
 
 mod builder;
@@ -315,8 +315,8 @@ impl Authenticator for Htpasswd {
         Ok((matched && known).then(|| Authorization::new(username, Scheme::Basic)))
     }
 
-    fn accepts(&self, credentials: &Credentials) -> bool {
-        matches!(credentials, Credentials::Basic { .. })
+    fn accepts(&self, credentials: &CredentialsRef<'_>) -> bool {
+        credentials.scheme() == Scheme::Basic
     }
 
     /// Tells `listener` what each reload of the file revokes; a fixed table never changes.

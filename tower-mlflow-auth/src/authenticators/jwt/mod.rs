@@ -44,8 +44,8 @@ use self::{
     refresh::{Fetched, KeyStore},
 };
 use crate::{
-    Authenticator, Authorization, Challenge, Credentials, authenticator::RevocationListener,
-    authenticators::cache_key::CacheKey,
+    Authenticator, Authorization, Challenge, Credentials, CredentialsRef, Scheme,
+    authenticator::RevocationListener, authenticators::cache_key::CacheKey,
 };
 
 /// Authenticates bearer JWTs against an issuer's published keys (JWKS), found directly or
@@ -387,18 +387,18 @@ impl Authenticator for Jwt {
     }
 
     /// A cached token, answered without a future or a signature check.
-    fn try_accept_now(&self, credentials: &Credentials) -> Option<Authorization> {
-        let Credentials::Bearer { token } = credentials else {
+    fn try_accept_now(&self, credentials: &CredentialsRef<'_>) -> Option<Authorization> {
+        if credentials.scheme() != Scheme::Bearer {
             return None;
-        };
+        }
         let tokens = self.keys.tokens()?;
-        self.cached(tokens, &tokens.key_for(token.expose_secret())?)
+        self.cached(tokens, &tokens.key_for(credentials.expose_secret())?)
     }
 
     /// Bearer tokens only, so that [`first_of`](crate::first_of) goes past this
     /// authenticator for Basic credentials, on the fast path too, whichever comes first.
-    fn accepts(&self, credentials: &Credentials) -> bool {
-        matches!(credentials, Credentials::Bearer { .. })
+    fn accepts(&self, credentials: &CredentialsRef<'_>) -> bool {
+        credentials.scheme() == Scheme::Bearer
     }
 
     /// Tells `listener` when a refetched JWKS drops a key; see

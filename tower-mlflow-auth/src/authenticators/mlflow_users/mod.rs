@@ -23,7 +23,7 @@ use tower_mlflow_core::blocking::run_blocking;
 use crate::{
     authenticator::{Authenticator, RevocationListener},
     authorization::Authorization,
-    credentials::Credentials,
+    credentials::{Credentials, CredentialsRef, Scheme},
 };
 
 mod builder;
@@ -241,8 +241,8 @@ impl Authenticator for MlflowUsers {
             .unwrap_or(Err(MlflowUsersError::TaskFailed))
     }
 
-    fn accepts(&self, credentials: &Credentials) -> bool {
-        matches!(credentials, Credentials::Basic { .. })
+    fn accepts(&self, credentials: &CredentialsRef<'_>) -> bool {
+        credentials.scheme() == Scheme::Basic
     }
 
     /// Tells `listener` what each reload of the store revokes; a fixed table never changes.

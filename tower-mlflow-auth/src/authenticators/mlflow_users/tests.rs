@@ -816,10 +816,15 @@ async fn a_refresh_tells_listeners_what_changed_and_a_failed_load_revokes_all() 
         *revoked.lock().unwrap(),
         [Revoked::Users(vec!["bob".into()]), Revoked::All]
     );
-    assert!(users.accepts(&basic("bob", "x")));
-    assert!(!users.accepts(&Credentials::Bearer {
-        token: SecretString::from("bob-password-1")
-    }));
+    assert!(users.accepts(&basic("bob", "x").borrowed()));
+    assert!(
+        !users.accepts(
+            &Credentials::Bearer {
+                token: SecretString::from("bob-password-1")
+            }
+            .borrowed()
+        )
+    );
 }
 
 #[tokio::test]

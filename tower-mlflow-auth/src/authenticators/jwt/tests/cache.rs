@@ -14,7 +14,7 @@ fn cached_tokens(jwt: &Jwt) -> u64 {
 }
 
 fn subject_now(jwt: &Jwt, token: &str) -> Option<String> {
-    jwt.try_accept_now(&bearer(token))
+    jwt.try_accept_now(&bearer(token).borrowed())
         .map(|who| who.subject().to_owned())
 }
 
@@ -45,11 +45,15 @@ async fn a_repeated_token_is_answered_without_a_signature_check() {
         .build()
         .unwrap();
     let t = rs256(&claims(&server));
-    assert_eq!(jwt.try_accept_now(&bearer(&t)), None, "nothing cached yet");
+    assert_eq!(
+        jwt.try_accept_now(&bearer(&t).borrowed()),
+        None,
+        "nothing cached yet"
+    );
     let first = accepts(&jwt, &t).await.unwrap();
     assert_eq!(signature_checks(&jwt), 1);
 
-    let now = jwt.try_accept_now(&bearer(&t)).unwrap();
+    let now = jwt.try_accept_now(&bearer(&t).borrowed()).unwrap();
     let again = accepts(&jwt, &t).await.unwrap();
     assert_eq!(
         now, first,
@@ -79,8 +83,8 @@ async fn different_tokens_are_different_entries() {
         username: "alice".into(),
         password: alice.clone().into(),
     };
-    assert_eq!(jwt.try_accept_now(&basic), None);
-    assert!(!jwt.accepts(&basic) && jwt.accepts(&bearer(&alice)));
+    assert_eq!(jwt.try_accept_now(&basic.borrowed()), None);
+    assert!(!jwt.accepts(&basic.borrowed()) && jwt.accepts(&bearer(&alice).borrowed()));
     assert_eq!(signature_checks(&jwt), 2);
 }
 
@@ -97,10 +101,10 @@ async fn an_exp_sooner_than_the_ttl_ends_the_entry() {
     let t = rs256(&claims_for(&server, "alice", 5));
     assert!(accepts(&jwt, &t).await.is_some());
     tokio::time::advance(Duration::from_secs(3)).await;
-    assert!(jwt.try_accept_now(&bearer(&t)).is_some());
+    assert!(jwt.try_accept_now(&bearer(&t).borrowed()).is_some());
     tokio::time::advance(Duration::from_secs(3)).await;
     assert_eq!(
-        jwt.try_accept_now(&bearer(&t)),
+        jwt.try_accept_now(&bearer(&t).borrowed()),
         None,
         "past exp on the cache's clock"
     );
@@ -114,13 +118,13 @@ async fn the_ttl_ends_the_entry() {
     let t = rs256(&claims_for(&server, "alice", 3600));
     assert!(accepts(&jwt, &t).await.is_some());
     tokio::time::advance(Duration::from_secs(29)).await;
-    assert!(jwt.try_accept_now(&bearer(&t)).is_some());
+    assert!(jwt.try_accept_now(&bearer(&t).borrowed()).is_some());
     tokio::time::advance(Duration::from_secs(2)).await;
-    assert_eq!(jwt.try_accept_now(&bearer(&t)), None);
+    assert_eq!(jwt.try_accept_now(&bearer(&t).borrowed()), None);
     // The token itself is still valid: checked again, and cached again.
     assert!(accepts(&jwt, &t).await.is_some());
     assert_eq!(signature_checks(&jwt), 2);
-    assert!(jwt.try_accept_now(&bearer(&t)).is_some());
+    assert!(jwt.try_accept_now(&bearer(&t).borrowed()).is_some());
 }
 
 #[tokio::test]
@@ -132,13 +136,16 @@ async fn an_expired_token_is_refused_even_when_cached() {
     c["exp"] = json!(exp);
     let t = rs256(&c);
     assert!(accepts(&jwt, &t).await.is_some());
-    assert!(jwt.try_accept_now(&bearer(&t)).is_some(), "cached");
+    assert!(
+        jwt.try_accept_now(&bearer(&t).borrowed()).is_some(),
+        "cached"
+    );
     // Real time, far within the cache's time to live (60 s): only `exp` can end the entry.
     while now() <= exp {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(cached_tokens(&jwt), 1, "still cached");
-    assert_eq!(jwt.try_accept_now(&bearer(&t)), None);
+    assert_eq!(jwt.try_accept_now(&bearer(&t).borrowed()), None);
     assert!(accepts(&jwt, &t).await.is_none());
     assert_eq!(
         signature_checks(&jwt),
@@ -157,9 +164,13 @@ async fn the_entry_ends_at_exp_plus_the_leeway_on_the_cache_clock() {
     let t = rs256(&c);
     assert!(accepts(&jwt, &t).await.is_some());
     tokio::time::advance(Duration::from_secs(3)).await;
-    assert!(jwt.try_accept_now(&bearer(&t)).is_some());
+    assert!(jwt.try_accept_now(&bearer(&t).borrowed()).is_some());
     tokio::time::advance(Duration::from_secs(3)).await;
-    assert_eq!(jwt.try_accept_now(&bearer(&t)), None, "exp + leeway passed");
+    assert_eq!(
+        jwt.try_accept_now(&bearer(&t).borrowed()),
+        None,
+        "exp + leeway passed"
+    );
     assert_eq!(signature_checks(&jwt), 1);
 }
 
@@ -175,13 +186,13 @@ async fn a_token_within_the_nbf_leeway_is_cached_and_answered() {
     c["nbf"] = json!(now() + 30);
     let t = rs256(&c);
     assert!(accepts(&jwt, &t).await.is_some());
-    assert!(jwt.try_accept_now(&bearer(&t)).is_some());
+    assert!(jwt.try_accept_now(&bearer(&t).borrowed()).is_some());
     assert_eq!(signature_checks(&jwt), 1);
     // Beyond the leeway: refused, and so never cached.
     c["nbf"] = json!(now() + 600);
     let early = rs256(&c);
     assert!(accepts(&jwt, &early).await.is_none());
-    assert_eq!(jwt.try_accept_now(&bearer(&early)), None);
+    assert_eq!(jwt.try_accept_now(&bearer(&early).borrowed()), None);
     assert_eq!(cached_tokens(&jwt), 1);
 }
 
@@ -205,7 +216,7 @@ async fn failures_are_never_cached() {
     for (i, t) in rejected.iter().enumerate() {
         for round in 1..=2 {
             assert!(accepts(&jwt, t).await.is_none(), "token {i}");
-            assert_eq!(jwt.try_accept_now(&bearer(t)), None, "token {i}");
+            assert_eq!(jwt.try_accept_now(&bearer(t).borrowed()), None, "token {i}");
             assert_eq!(
                 signature_checks(&jwt),
                 2 * i + round,
@@ -275,7 +286,7 @@ async fn max_cached_tokens_zero_turns_the_cache_off() {
         assert!(accepts(&jwt, &t).await.is_some());
         assert_eq!(signature_checks(&jwt), round);
     }
-    assert_eq!(jwt.try_accept_now(&bearer(&t)), None);
+    assert_eq!(jwt.try_accept_now(&bearer(&t).borrowed()), None);
     assert!(jwt.keys.tokens().is_none());
     assert!(format!("{jwt:?}").contains("cached_tokens: None"));
 }
@@ -305,14 +316,14 @@ async fn a_key_dropped_from_the_jwks_drops_its_tokens_and_revokes_above() {
     server.set_keys(vec![rsa_b().jwk("b", Some("RS256"))]);
     jwt.refresh().await.unwrap();
     assert_eq!(cached_tokens(&jwt), 1, "a's token left the cache");
-    assert_eq!(jwt.try_accept_now(&bearer(&by_a)), None);
-    assert!(jwt.try_accept_now(&bearer(&by_b)).is_some());
+    assert_eq!(jwt.try_accept_now(&bearer(&by_a).borrowed()), None);
+    assert!(jwt.try_accept_now(&bearer(&by_b).borrowed()).is_some());
     assert_eq!(*seen.lock().unwrap(), [Revoked::All]);
 
     // `b` reused for another key: the same `kid`, but not the key that verified the token.
     server.set_keys(vec![rsa_a().jwk("b", Some("RS256"))]);
     jwt.refresh().await.unwrap();
-    assert_eq!(jwt.try_accept_now(&bearer(&by_b)), None);
+    assert_eq!(jwt.try_accept_now(&bearer(&by_b).borrowed()), None);
     assert_eq!(cached_tokens(&jwt), 0);
     assert_eq!(*seen.lock().unwrap(), [Revoked::All, Revoked::All]);
 }

@@ -5,8 +5,11 @@
 //! non-UTF-8 text or an empty username are all reported as [`CredentialsError::Malformed`],
 //! which the layer answers with 401.
 //!
-//! Secrets go straight into [`SecretString`]: the decoded Basic buffer is zeroized on drop, and
-//! neither `Debug` nor any error message shows a password or token.
+//! Two forms: [`CredentialsRef`], read from the request head without copying the secret (what
+//! [`Authenticator::credentials`](crate::Authenticator::credentials) returns and the
+//! synchronous fast path looks at), and owned [`Credentials`], whose secrets live in
+//! [`SecretString`]s, for verifications that outlive the request head. A decoded Basic buffer
+//! is zeroized on drop, and neither `Debug` nor any error message shows a password or token.
 //!
 //! ```
 //! use http::{Request, header::AUTHORIZATION};
@@ -29,10 +32,14 @@
 
 use std::fmt;
 
-use base64::Engine as _;
 use http::{HeaderMap, HeaderName, header::AUTHORIZATION};
 use secrecy::SecretString;
-use zeroize::{Zeroize, Zeroizing};
+
+mod borrowed;
+mod standard_base64;
+
+pub use borrowed::CredentialsRef;
+use borrowed::DecodedBasic;
 
 /// Longest credentials header accepted, in bytes (8 KiB). Longer values are malformed.
 pub const MAX_CREDENTIALS_HEADER_LEN: usize = 8 * 1024;
@@ -111,26 +118,7 @@ impl Credentials {
     /// [`CredentialsError::Malformed`] when there are several, when it is too long, when its
     /// scheme is unknown or when its value cannot be decoded.
     pub fn from_authorization_header(headers: &HeaderMap) -> Result<Self, CredentialsError> {
-        let value = single_header(headers, &AUTHORIZATION)?;
-        // Split first, on space and tab only, then check each part once: the blanks cut off
-        // are valid, the scheme and the rest are checked below, so every byte is checked and
-        // a bad one anywhere is `InvalidCharacters`, before any other error, as before. A
-        // bearer token, hundreds of bytes, is checked in one pass for both rules.
-        let value = trim_blanks(value);
-        let (scheme, rest) = match value.iter().position(|&b| is_blank(b)) {
-            Some(at) => (&value[..at], trim_blanks(&value[at..])),
-            None => (value, &[][..]),
-        };
-        check_visible(scheme)?;
-        if scheme.eq_ignore_ascii_case(b"bearer") {
-            return parse_bearer(rest);
-        }
-        check_visible(rest)?;
-        if scheme.eq_ignore_ascii_case(b"basic") {
-            parse_basic(rest)
-        } else {
-            Err(CredentialsError::Malformed(Malformed::UnsupportedScheme))
-        }
+        CredentialsRef::from_authorization_header(headers).map(|found| found.to_credentials())
     }
 
     /// Reads a raw credential, such as an API key, from the named header.
@@ -142,15 +130,15 @@ impl Credentials {
     /// [`CredentialsError::Missing`] without the header, [`CredentialsError::Malformed`] when
     /// it is repeated, empty, too long or not visible ASCII.
     pub fn from_header(headers: &HeaderMap, name: &HeaderName) -> Result<Self, CredentialsError> {
-        let value = trim_blanks(single_header(headers, name)?);
-        if value.is_empty() {
-            return Err(CredentialsError::Malformed(Malformed::Empty));
-        }
-        check_graphic(value)?;
-        Ok(Self::Header {
-            name: name.clone(),
-            value: SecretString::from(ascii_str(value)?),
-        })
+        CredentialsRef::from_header(headers, name).map(|found| found.to_credentials())
+    }
+
+    /// The same credentials, borrowed: what
+    /// [`Authenticator::accepts`](crate::Authenticator::accepts) and
+    /// [`Authenticator::try_accept_now`](crate::Authenticator::try_accept_now) take.
+    #[must_use]
+    pub fn borrowed(&self) -> CredentialsRef<'_> {
+        CredentialsRef::from(self)
     }
 }
 
@@ -309,71 +297,57 @@ fn ascii_str(bytes: &[u8]) -> Result<&str, CredentialsError> {
         .map_err(|_| CredentialsError::Malformed(Malformed::InvalidCharacters))
 }
 
-fn parse_basic(encoded: &[u8]) -> Result<Credentials, CredentialsError> {
-    /// Decoded credentials up to this size (a 256-character header value) are decoded on the
-    /// stack; longer ones go to the heap. Either buffer is zeroized after use.
-    const INLINE: usize = 192;
+/// The `Authorization` header's credentials: split first, on space and tab only, then each
+/// part checked once. The blanks cut off are valid, the scheme and the rest are checked
+/// below, so every byte is checked and a bad one anywhere is `InvalidCharacters`, before
+/// any other error. A bearer token, hundreds of bytes, is checked in one pass for both rules.
+fn parse_authorization(headers: &HeaderMap) -> Result<CredentialsRef<'_>, CredentialsError> {
+    let value = trim_blanks(single_header(headers, &AUTHORIZATION)?);
+    let (scheme, rest) = match value.iter().position(|&b| is_blank(b)) {
+        Some(at) => (&value[..at], trim_blanks(&value[at..])),
+        None => (value, &[][..]),
+    };
+    check_visible(scheme)?;
+    if scheme.eq_ignore_ascii_case(b"bearer") {
+        return parse_bearer(rest);
+    }
+    check_visible(rest)?;
+    if scheme.eq_ignore_ascii_case(b"basic") {
+        if rest.is_empty() {
+            return Err(CredentialsError::Malformed(Malformed::Empty));
+        }
+        DecodedBasic::decode(rest).map(CredentialsRef::decoded)
+    } else {
+        Err(CredentialsError::Malformed(Malformed::UnsupportedScheme))
+    }
+}
 
-    if encoded.is_empty() {
+/// A raw credential from the named header: trimmed, non-empty, visible ASCII.
+fn parse_header<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<&'a str, CredentialsError> {
+    let value = trim_blanks(single_header(headers, name)?);
+    if value.is_empty() {
         return Err(CredentialsError::Malformed(Malformed::Empty));
     }
-    let mut inline = [0_u8; INLINE];
-    let mut heap;
-    let buffer: &mut [u8] = if encoded.len() <= INLINE / 3 * 4 {
-        &mut inline
-    } else {
-        heap = Zeroizing::new(vec![0_u8; encoded.len().div_ceil(4) * 3]);
-        &mut heap
-    };
-    // Standard alphabet with canonical padding, as werkzeug's `b64decode(validate=True)`.
-    // The password ends up in a `SecretString` (or is refused): scrub the decoded copy.
-    match base64::engine::general_purpose::STANDARD.decode_slice(encoded, buffer) {
-        Ok(len) => {
-            let credentials = split_basic(&buffer[..len]);
-            buffer[..len].zeroize();
-            credentials
-        }
-        Err(_) => {
-            // Part of the input may have been decoded before the error.
-            buffer.zeroize();
-            Err(CredentialsError::Malformed(Malformed::InvalidBase64))
-        }
-    }
+    check_graphic(value)?;
+    ascii_str(value)
 }
 
-/// `username:password`, already decoded.
-fn split_basic(decoded: &[u8]) -> Result<Credentials, CredentialsError> {
-    let malformed = CredentialsError::Malformed;
-    let colon = decoded
-        .iter()
-        .position(|&b| b == b':')
-        .ok_or(malformed(Malformed::MissingColon))?;
-    let (username, password) = (&decoded[..colon], &decoded[colon + 1..]);
-    if username.is_empty() {
-        return Err(malformed(Malformed::Empty));
-    }
-    let username = std::str::from_utf8(username).map_err(|_| malformed(Malformed::NotUtf8))?;
-    let password = std::str::from_utf8(password).map_err(|_| malformed(Malformed::NotUtf8))?;
-    Ok(Credentials::Basic {
-        username: username.to_owned(),
-        password: SecretString::from(password),
-    })
-}
-
-fn parse_bearer(token: &[u8]) -> Result<Credentials, CredentialsError> {
+fn parse_bearer(token: &[u8]) -> Result<CredentialsRef<'_>, CredentialsError> {
     if token.is_empty() {
         return Err(CredentialsError::Malformed(Malformed::Empty));
     }
     // token68 never contains whitespace; anything after a space is not a bearer token.
     check_graphic(token)?;
-    Ok(Credentials::Bearer {
-        token: SecretString::from(ascii_str(token)?),
-    })
+    Ok(CredentialsRef::bearer(ascii_str(token)?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use http::HeaderValue;
     use secrecy::ExposeSecret;
 
@@ -448,8 +422,10 @@ mod tests {
     #[test]
     fn basic_of_every_length_round_trips() {
         // Short credentials are decoded on the stack, long ones on the heap; the boundary
-        // (192 decoded bytes) and its neighbours must behave the same.
-        for len in [1, 60, 186, 187, 188, 189, 190, 191, 192, 193, 300, 6000] {
+        // (96 decoded bytes: "u:" and 94) and its neighbours must behave the same.
+        for len in [
+            1, 60, 138, 139, 140, 141, 142, 143, 144, 145, 186, 193, 300, 6000,
+        ] {
             let password = "p".repeat(len);
             let Credentials::Basic {
                 username,
@@ -583,6 +559,80 @@ mod tests {
     }
 
     #[test]
+    fn borrowed_credentials_debug_without_the_secret() {
+        let mut map = headers(&[&basic(b"alice:hunter2-secret")]);
+        map.insert("x-api-key", HeaderValue::from_static("key-secret-456"));
+        let basic = CredentialsRef::from_authorization_header(&map).unwrap();
+        let shown = format!("{basic:?}");
+        assert!(
+            shown.contains("alice") && shown.contains("Basic"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let key = HeaderName::from_static("x-api-key");
+        let header = CredentialsRef::from_header(&map, &key).unwrap();
+        let shown = format!("{header:?}");
+        assert!(
+            shown.contains("x-api-key") && !shown.contains("key-secret"),
+            "{shown}"
+        );
+        let bearer = headers(&[b"Bearer tok-secret-123"]);
+        let shown = format!(
+            "{:?}",
+            CredentialsRef::from_authorization_header(&bearer).unwrap()
+        );
+        assert!(!shown.contains("tok-secret"), "{shown}");
+    }
+
+    #[test]
+    fn borrowed_and_owned_credentials_say_the_same() {
+        let key = HeaderName::from_static("x-api-key");
+        let mut map = HeaderMap::new();
+        map.insert(&key, HeaderValue::from_static(" k-1 "));
+        let long = format!("bob:{}", "é".repeat(100));
+        for (map, header) in [
+            (headers(&[&basic(b"alice:s3cr3t:with:colons")]), None),
+            (headers(&[&basic(long.as_bytes())]), None),
+            (headers(&[&basic(b"carol:")]), None),
+            (headers(&[b"bearer abc.def"]), None),
+            (map, Some(&key)),
+        ] {
+            let found = match header {
+                Some(name) => CredentialsRef::from_header(&map, name),
+                None => CredentialsRef::from_authorization_header(&map),
+            }
+            .unwrap();
+            let owned = found.to_credentials();
+            // Owned, then borrowed again: every accessor agrees with the first reading.
+            let again = owned.borrowed();
+            for view in [&found, &again] {
+                assert_eq!(view.scheme(), owned.scheme());
+                assert_eq!(view.expose_secret(), found.expose_secret());
+                assert_eq!(view.username(), found.username());
+                assert_eq!(view.header_name(), found.header_name());
+            }
+            match &owned {
+                Credentials::Basic { username, password } => {
+                    assert_eq!(Some(username.as_str()), found.username());
+                    assert_eq!(password.expose_secret(), found.expose_secret());
+                }
+                Credentials::Bearer { token } => {
+                    assert_eq!(token.expose_secret(), "abc.def");
+                    assert_eq!(found.username(), None);
+                }
+                Credentials::Header { name, value } => {
+                    assert_eq!(name, &key);
+                    assert_eq!(value.expose_secret(), "k-1");
+                }
+            }
+        }
+        let long_found =
+            CredentialsRef::from_authorization_header(&headers(&[&basic(long.as_bytes())]))
+                .map(|found| found.expose_secret().to_owned());
+        assert_eq!(long_found.as_deref(), Ok(&long[4..]));
+    }
+
+    #[test]
     fn custom_header_rules() {
         let name = HeaderName::from_static("x-api-key");
         let mut map = HeaderMap::new();
@@ -634,7 +684,28 @@ mod tests {
             None => (value, ""),
         };
         if scheme.eq_ignore_ascii_case("basic") {
-            summary(parse_basic(rest.as_bytes()))
+            // The base64 crate's engine, which the parser used before its own decoder.
+            if rest.is_empty() {
+                return Err(malformed(Malformed::Empty));
+            }
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .map_err(|_| malformed(Malformed::InvalidBase64))?;
+            let colon = decoded
+                .iter()
+                .position(|&b| b == b':')
+                .ok_or(malformed(Malformed::MissingColon))?;
+            if colon == 0 {
+                return Err(malformed(Malformed::Empty));
+            }
+            let text = |bytes: &[u8]| {
+                String::from_utf8(bytes.to_vec()).map_err(|_| malformed(Malformed::NotUtf8))
+            };
+            Ok((
+                Scheme::Basic,
+                text(&decoded[..colon])?,
+                text(&decoded[colon + 1..])?,
+            ))
         } else if scheme.eq_ignore_ascii_case("bearer") {
             if rest.is_empty() {
                 return Err(malformed(Malformed::Empty));
