@@ -111,6 +111,13 @@ impl fmt::Debug for WerkzeugHash {
     }
 }
 
+/// The decoder of `Authorization: Basic` values: canonical standard base64 into `out`, the
+/// number of bytes written, or `None` where the value is refused (or `out` is too short).
+#[must_use]
+pub fn decode_basic_base64(input: &[u8], out: &mut [u8]) -> Option<usize> {
+    crate::credentials::decode_standard_base64(input, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

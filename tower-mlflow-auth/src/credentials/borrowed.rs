@@ -126,6 +126,7 @@ impl<'a> CredentialsRef<'a> {
 
     /// The username's bytes, what [`username`](Self::username) returns without its UTF-8
     /// check (done once, when the header was read): a cache key needs only bytes.
+    #[cfg(feature = "cache")]
     pub(crate) fn username_bytes(&self) -> Option<&[u8]> {
         match &self.0 {
             Repr::Decoded(decoded) => decoded.bytes().get(..decoded.colon),
@@ -135,6 +136,7 @@ impl<'a> CredentialsRef<'a> {
 
     /// The secret's bytes, what [`expose_secret`](ExposeSecret::expose_secret) returns
     /// without its UTF-8 check.
+    #[cfg(feature = "cache")]
     pub(crate) fn secret_bytes(&self) -> &[u8] {
         match &self.0 {
             Repr::Decoded(decoded) => decoded

@@ -39,6 +39,12 @@ mod borrowed;
 mod standard_base64;
 
 pub use borrowed::CredentialsRef;
+
+/// For the `fuzzing` entry point: the Basic decoder, `None` on refusal.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_standard_base64(input: &[u8], out: &mut [u8]) -> Option<usize> {
+    standard_base64::decode(input, out).ok()
+}
 use borrowed::DecodedBasic;
 
 /// Longest credentials header accepted, in bytes (8 KiB). Longer values are malformed.
