@@ -163,7 +163,7 @@ pub(crate) fn rewrite(headers: &mut HeaderMap, hop: &Hop<'_>) {
         .collect();
     let chain = match hop.peer {
         Some(peer) => {
-            let peer = peer.to_canonical().to_string();
+            let peer = ip_text(peer.to_canonical());
             Some(if earlier.is_empty() {
                 peer
             } else {
@@ -187,6 +187,29 @@ pub(crate) fn rewrite(headers: &mut HeaderMap, hop: &Hop<'_>) {
     {
         headers.insert(X_FORWARDED_HOST, host.clone());
     }
+}
+
+/// An address as `Display` writes it, IPv4 without the formatting machinery: this runs for
+/// every request, and `to_string` on an `Ipv4Addr` costs more than the rest of the header
+/// rewrite (~2,000 instructions under callgrind, against ~100).
+fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
 }
 
 /// The client's address after `--trusted-proxies`: the peer's, unless the peer is a trusted
@@ -399,6 +422,25 @@ mod tests {
         for bad in ["10.0.0.0/33", "nope", "", "::1/129"] {
             let error = bad.parse::<TrustedProxy>().unwrap_err();
             assert!(error.to_string().contains(&format!("{bad:?}")), "{error}");
+        }
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        let samples = (0..=255_u8).flat_map(|octet| {
+            [
+                Ipv4Addr::new(octet, 0, 0, 0),
+                Ipv4Addr::new(1, octet, 10, 100),
+                Ipv4Addr::new(255, 99, octet, 9),
+                Ipv4Addr::new(127, 0, 0, octet),
+            ]
+        });
+        for v4 in samples {
+            assert_eq!(ip_text(IpAddr::V4(v4)), v4.to_string());
+        }
+        for v6 in ["::1", "2001:db8::8a2e:370:7334", "fe80::1"] {
+            let ip: IpAddr = v6.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
         }
     }
 
