@@ -161,10 +161,9 @@ where
                 None => {
                     // The slow path: only now is the secret copied, for the future to own.
                     let scheme = credentials.scheme();
-                    let credentials = {
-                        let borrowed = credentials;
-                        borrowed.to_credentials()
-                    };
+                    let owned = credentials.to_credentials();
+                    drop(credentials);
+                    let credentials = owned;
                     let authenticator = core.authenticator.clone();
                     let policy = core.policy.clone();
                     let span = span.clone();

@@ -129,7 +129,7 @@ impl<'a> CredentialsRef<'a> {
     #[cfg(feature = "cache")]
     pub(crate) fn username_bytes(&self) -> Option<&[u8]> {
         match &self.0 {
-            Repr::Decoded(decoded) => decoded.bytes().get(..decoded.colon),
+            Repr::Decoded(decoded) => Some(decoded.username_bytes()),
             _ => self.username().map(str::as_bytes),
         }
     }
@@ -139,10 +139,7 @@ impl<'a> CredentialsRef<'a> {
     #[cfg(feature = "cache")]
     pub(crate) fn secret_bytes(&self) -> &[u8] {
         match &self.0 {
-            Repr::Decoded(decoded) => decoded
-                .bytes()
-                .get(decoded.colon + 1..decoded.len)
-                .unwrap_or_default(),
+            Repr::Decoded(decoded) => decoded.password_bytes(),
             _ => self.expose_secret().as_bytes(),
         }
     }
@@ -284,21 +281,29 @@ impl DecodedBasic {
         }
     }
 
+    fn username_bytes(&self) -> &[u8] {
+        self.bytes().get(..self.colon).unwrap_or_default()
+    }
+
+    fn password_bytes(&self) -> &[u8] {
+        self.bytes()
+            .get(self.colon + 1..self.len)
+            .unwrap_or_default()
+    }
+
     fn username(&self) -> &str {
-        utf8(self.bytes().get(..self.colon))
+        utf8(self.username_bytes())
     }
 
     fn password(&self) -> &str {
-        utf8(self.bytes().get(self.colon + 1..self.len))
+        utf8(self.password_bytes())
     }
 }
 
 /// Text [`DecodedBasic::decode`] has checked: ASCII is checked again in a few instructions
 /// a word, and the `""` for text that is not UTF-8 cannot happen.
-fn utf8(bytes: Option<&[u8]>) -> &str {
-    bytes
-        .and_then(|bytes| std::str::from_utf8(bytes).ok())
-        .unwrap_or_default()
+fn utf8(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 impl Drop for DecodedBasic {
