@@ -445,10 +445,31 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     PROXY_CONNECTION,
 ];
 
+/// Where `name` is in [`HOP_BY_HOP`], if it is. Names are lowercase, and few have the length
+/// of a hop-by-hop one, so most headers (`host`, `accept`, `content-type`, …) are told apart by
+/// their length alone, without comparing them with nine names.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    let name = name.as_str();
+    let candidates: &[usize] = match name.len() {
+        2 => &[1],     // te
+        7 => &[2, 4],  // trailer, upgrade
+        10 => &[0, 7], // connection, keep-alive
+        16 => &[8],    // proxy-connection
+        17 => &[3],    // transfer-encoding
+        18 => &[6],    // proxy-authenticate
+        19 => &[5],    // proxy-authorization
+        _ => return None,
+    };
+    candidates
+        .iter()
+        .copied()
+        .find(|&at| HOP_BY_HOP[at].as_str() == name)
+}
+
 /// Removes the hop-by-hop headers of RFC 9110 §7.6.1, including those named in `Connection`.
 ///
 /// This runs on every request and response, so it looks before it removes: one pass over
-/// the few names a message carries (a standard name compares as a one-byte tag) finds which
+/// the few names a message carries (most are told apart by their length) finds which
 /// of [`HOP_BY_HOP`] are there, and only those are removed (a removal hashes the name even
 /// when it finds nothing). A `Connection` option is matched against the names present,
 /// case-insensitively, so `Connection: keep-alive` costs no allocation; only an option naming
@@ -458,7 +479,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     const MATCHED_OPTIONS: usize = 8;
     let mut present = 0_u16;
     for name in headers.keys() {
-        if let Some(at) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+        if let Some(at) = hop_by_hop_index(name) {
             present |= 1 << at;
         }
     }
@@ -488,7 +509,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
             else {
                 continue;
             };
-            match HOP_BY_HOP.iter().position(|hop| hop == name) {
+            match hop_by_hop_index(name) {
                 Some(at) => present |= 1 << at,
                 None => named.push(name.clone()),
             }
@@ -709,6 +730,43 @@ mod tests {
         let mut http10 = request("upgrade", "websocket");
         *http10.version_mut() = http::Version::HTTP_10;
         assert!(!is_websocket_upgrade(&http10));
+    }
+
+    #[test]
+    fn hop_by_hop_index_finds_each_hop_by_hop_name_and_nothing_else() {
+        for (at, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(at), "{name}");
+            // Parsed from the wire in any case, as a custom or a standard name.
+            let parsed = HeaderName::from_bytes(name.as_str().to_uppercase().as_bytes()).unwrap();
+            assert_eq!(hop_by_hop_index(&parsed), Some(at), "{name}");
+        }
+        // Names of the same lengths that are not hop-by-hop, standard and custom ones.
+        for name in [
+            "tk",
+            "x-a",
+            "referer",
+            "expires",
+            "user-agent",
+            "keep-alivf",
+            "connectiom",
+            "content-location",
+            "proxy-connectiox",
+            "transfer-encodinh",
+            "x-forwarded-proto",
+            "proxy-authenticatf",
+            "proxy-authorizatiom",
+            "access-control-allow-origin",
+            "host",
+            "accept",
+            "authorization",
+            "content-type",
+            "content-length",
+            "date",
+            "x",
+        ] {
+            let name = HeaderName::from_static(name);
+            assert_eq!(hop_by_hop_index(&name), None, "{name}");
+        }
     }
 
     #[test]
