@@ -194,19 +194,20 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
         other => other?,
     };
     reloader.tls.clone_from(&tls);
-    let throttle = throttle(config, &authenticator)?;
     // The proxy's own 401 (a subject that cannot go in the user header) challenges like the
     // layer's.
     proxy = proxy.with_challenges(&config.realm, authenticator.challenges());
-    // Only the AuthLayer's copy counts cache hits: the throttle asks the cache too.
+    // A cache hit is counted where it is found: by the throttle, which hands the principal to
+    // the layer, or by the layer when there is no throttle or the throttle found nothing.
     let observed = Observed::cache_hits(authenticator, Arc::clone(&metrics));
-    let layer = AuthLayer::new(BoxAuthenticator::new(observed))
+    let layer = AuthLayer::new(observed)
         .with_realm(&config.realm)
         .map_err(AssembleError::Realm)?
         .with_exemptions(exemptions)
         .with_rejection_response(Rejection {
             json: sso.is_some(),
         });
+    let throttle = throttle(config, &layer)?;
     let listeners =
         Listeners::bind(config.listen, config.workers).map_err(|source| AssembleError::Bind {
             addr: config.listen,
@@ -293,8 +294,8 @@ fn edge(
     access_log: AccessLogLayer,
     origin_check: OriginCheckLayer,
     sso: Option<(SsoOriginLayer, SsoLayer<RecordPrincipal<Proxy>>)>,
-    throttle: Option<ThrottleLayer<BoxAuthenticator, ClientIpKey>>,
-    auth: AuthLayer<BoxAuthenticator, Rejection>,
+    throttle: Option<ThrottleLayer<Observed<BoxAuthenticator>, ClientIpKey>>,
+    auth: AuthLayer<Observed<BoxAuthenticator>, Rejection>,
     proxy: Proxy,
 ) -> impl tower::Service<
     Request<Incoming>,
@@ -375,17 +376,18 @@ impl Authenticator for NoApiLogin {
 }
 
 /// The failed-login throttle (`--failed-login-limit`, 0: none), keyed by the client address
-/// after `--trusted-proxies`. It shares `authenticator` with the AuthLayer, so a credential in
-/// the verified cache always passes.
+/// after `--trusted-proxies`. Built for `auth`, it asks the same authenticator, so a
+/// credential in the verified cache always passes, and hands the principal over so that the
+/// layer does not look the credential up again.
 fn throttle(
     config: &Config,
-    authenticator: &BoxAuthenticator,
-) -> Result<Option<ThrottleLayer<BoxAuthenticator, ClientIpKey>>, AssembleError> {
+    auth: &AuthLayer<Observed<BoxAuthenticator>, Rejection>,
+) -> Result<Option<ThrottleLayer<Observed<BoxAuthenticator>, ClientIpKey>>, AssembleError> {
     if config.failed_login_limit == 0 {
         return Ok(None);
     }
     let key = ClientIpKey::new(&config.trusted_proxies);
-    ThrottleLayer::builder(authenticator.clone(), key)
+    ThrottleLayer::builder_for(auth, key)
         .per_minute(config.failed_login_limit)
         .build()
         .map(Some)

@@ -333,8 +333,9 @@ const PASSWORD_STORES: [&str; 2] = ["htpasswd", "mlflow-users"];
 ///   request in (a cache keeps the tagged principal, so its hits carry the name too);
 /// - [`password_checks`](Self::password_checks) sits inside the verified-credential cache,
 ///   where every call is a miss: it counts the misses and times the checks;
-/// - [`cache_hits`](Self::cache_hits) wraps the `AuthLayer`'s chain (not the throttle's,
-///   which asks the cache too): a fast-path answer from a password store is a cache hit.
+/// - [`cache_hits`](Self::cache_hits) wraps the chain that the `AuthLayer` and its throttle
+///   share: a fast-path answer from a password store is a cache hit. The throttle asks first
+///   and hands a hit to the layer, which does not ask again, so each hit counts once.
 #[derive(Clone, Debug)]
 pub(crate) struct Observed<A> {
     inner: A,

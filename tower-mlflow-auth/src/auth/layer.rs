@@ -2,7 +2,7 @@ use std::fmt;
 
 use tower_layer::Layer;
 
-use super::service::Auth;
+use super::{handoff::Link, service::Auth};
 use crate::{
     authenticator::Authenticator,
     exempt::Exemptions,
@@ -20,6 +20,7 @@ pub struct AuthLayer<A, R = DefaultRejectionResponse, P = AllowAll> {
     exemptions: Exemptions,
     rejection: R,
     policy: P,
+    link: Link,
 }
 
 /// The realm sent in `WWW-Authenticate` unless configured: MLflow's own.
@@ -36,6 +37,7 @@ impl<A: Authenticator> AuthLayer<A> {
             exemptions: Exemptions::new(),
             rejection: DefaultRejectionResponse,
             policy: AllowAll,
+            link: Link::new(),
         }
     }
 }
@@ -73,6 +75,7 @@ impl<A: Authenticator, R, P> AuthLayer<A, R, P> {
             exemptions: self.exemptions,
             rejection,
             policy: self.policy,
+            link: self.link,
         }
     }
 
@@ -89,6 +92,7 @@ impl<A: Authenticator, R, P> AuthLayer<A, R, P> {
             exemptions: self.exemptions,
             rejection: self.rejection,
             policy,
+            link: self.link,
         }
     }
 }
@@ -114,7 +118,22 @@ where
             self.policy.clone(),
             self.exemptions.clone(),
             renderer,
+            self.link,
         )
+    }
+}
+
+impl<A, R, P> AuthLayer<A, R, P> {
+    /// The authenticator, for a throttle built for this layer.
+    #[cfg(feature = "throttle")]
+    pub(crate) fn authenticator(&self) -> &A {
+        &self.authenticator
+    }
+
+    /// What ties a throttle built for this layer to it.
+    #[cfg(feature = "throttle")]
+    pub(crate) fn link(&self) -> Link {
+        self.link
     }
 }
 
@@ -126,6 +145,7 @@ impl<A: Clone, R: Clone, P: Clone> Clone for AuthLayer<A, R, P> {
             exemptions: self.exemptions.clone(),
             rejection: self.rejection.clone(),
             policy: self.policy.clone(),
+            link: self.link,
         }
     }
 }

@@ -91,6 +91,7 @@
 //! ```
 
 mod future;
+pub(crate) mod handoff;
 mod layer;
 mod service;
 

@@ -10,6 +10,7 @@ use tracing::{Span, field};
 
 use super::{
     future::{ResponseFuture, Verification},
+    handoff::Link,
     layer::AuthLayer,
 };
 use crate::{
@@ -38,6 +39,9 @@ struct Core<A, P, R> {
     authenticator: A,
     policy: P,
     shared: Arc<Shared<R>>,
+    /// Whose handoffs to trust: those of a throttle built for this service's layer.
+    #[cfg_attr(not(feature = "throttle"), allow(dead_code))]
+    link: Link,
 }
 
 /// What every clone of an [`Auth`] service shares: the exemptions, and how to reject.
@@ -53,6 +57,7 @@ impl<S, A, R, P> Auth<S, A, R, P> {
         policy: P,
         exemptions: Exemptions,
         renderer: RejectionRenderer<R>,
+        link: Link,
     ) -> Self {
         Self {
             inner,
@@ -63,6 +68,7 @@ impl<S, A, R, P> Auth<S, A, R, P> {
                     exemptions,
                     renderer,
                 }),
+                link,
             }),
         }
     }
@@ -99,8 +105,18 @@ where
         let span = tracing::debug_span!("auth", principal = field::Empty);
         // A principal can only come from this layer: never trust one already present.
         request.extensions_mut().remove::<Authorization>();
-
         let core = &*self.core;
+        // Taken out of every request, so that it never reaches the inner service; trusted only
+        // from this layer's own throttle (see `handoff`).
+        #[cfg(feature = "throttle")]
+        let handed_over = request
+            .extensions_mut()
+            .remove::<super::handoff::Handoff>()
+            .filter(|handoff| handoff.link == core.link)
+            .map(|handoff| handoff.principal);
+        #[cfg(not(feature = "throttle"))]
+        let handed_over: Option<Authorization> = None;
+
         if core
             .shared
             .exemptions
@@ -115,70 +131,85 @@ where
         if let Some(value) = parts.headers.get_mut(AUTHORIZATION) {
             value.set_sensitive(true);
         }
-        let credentials = match core.authenticator.credentials(&parts) {
-            Ok(credentials) => credentials,
-            Err(error) => {
-                let protocol = Protocol::of(&parts.headers);
-                let response = core.shared.reject(error.into(), protocol, &span);
-                return ResponseFuture::rejected(response, span);
+        let principal = match handed_over {
+            // The throttle in front asked the same authenticator about these credentials.
+            Some(principal) => principal,
+            None => {
+                let credentials = match core.authenticator.credentials(&parts) {
+                    Ok(credentials) => credentials,
+                    Err(error) => {
+                        let protocol = Protocol::of(&parts.headers);
+                        let response = core.shared.reject(error.into(), protocol, &span);
+                        return ResponseFuture::rejected(response, span);
+                    }
+                };
+                match core.authenticator.try_accept_now(&credentials) {
+                    // Answered from memory (a cache hit, a static token).
+                    Some(principal) => principal,
+                    None => {
+                        // The slow path: only now is the secret copied, for the future to own.
+                        let scheme = credentials.scheme();
+                        let owned = credentials.to_credentials();
+                        drop(credentials);
+                        let credentials = owned;
+                        let authenticator = core.authenticator.clone();
+                        let policy = core.policy.clone();
+                        let protocol = Protocol::of(&parts.headers);
+                        let recorder = span.clone();
+                        let verification = Box::pin(async move {
+                            let answer = authenticator.authenticate(credentials).await;
+                            let principal = verdict(answer, scheme)?;
+                            recorder.record("principal", principal.subject());
+                            ruling(policy::decide(&policy, &principal, &parts).await)?;
+                            Ok((principal, parts))
+                        });
+                        return self.verifying(verification, body, protocol, span);
+                    }
+                }
             }
         };
 
-        // Only a rejection needs the protocol: the synchronous accept never looks it up.
-        let (verification, protocol): (Verification, Protocol) =
-            match core.authenticator.try_accept_now(&credentials) {
-                // Answered from memory (a cache hit, a static token) and, when the policy
-                // decides at once too, no future at all.
-                Some(principal) => {
-                    drop(credentials);
-                    match core.policy.try_decide_now(&principal, &parts) {
-                        Some(Decision::Allow) => {
-                            span.record("principal", principal.subject());
-                            let request = Request::from_parts(parts, body);
-                            let future = accept(&mut self.inner, request, principal, &span);
-                            return ResponseFuture::inner(future, span);
-                        }
-                        Some(Decision::Deny) => {
-                            span.record("principal", principal.subject());
-                            let protocol = Protocol::of(&parts.headers);
-                            let response =
-                                core.shared
-                                    .reject(AuthRejection::Forbidden, protocol, &span);
-                            return ResponseFuture::rejected(response, span);
-                        }
-                        None => {
-                            span.record("principal", principal.subject());
-                            let protocol = Protocol::of(&parts.headers);
-                            let policy = core.policy.clone();
-                            let verification = Box::pin(async move {
-                                ruling(policy.decide(&principal, &parts).await)?;
-                                Ok((principal, parts))
-                            });
-                            (verification, protocol)
-                        }
-                    }
-                }
-                None => {
-                    // The slow path: only now is the secret copied, for the future to own.
-                    let scheme = credentials.scheme();
-                    let owned = credentials.to_credentials();
-                    drop(credentials);
-                    let credentials = owned;
-                    let authenticator = core.authenticator.clone();
-                    let policy = core.policy.clone();
-                    let span = span.clone();
-                    let protocol = Protocol::of(&parts.headers);
-                    let verification = Box::pin(async move {
-                        let answer = authenticator.authenticate(credentials).await;
-                        let principal = verdict(answer, scheme)?;
-                        span.record("principal", principal.subject());
-                        ruling(policy::decide(&policy, &principal, &parts).await)?;
-                        Ok((principal, parts))
-                    });
-                    (verification, protocol)
-                }
-            };
+        // Accepted at once: when the policy decides at once too, no future at all. Only a
+        // rejection needs the protocol: the synchronous accept never looks it up.
+        span.record("principal", principal.subject());
+        match core.policy.try_decide_now(&principal, &parts) {
+            Some(Decision::Allow) => {
+                let request = Request::from_parts(parts, body);
+                let future = accept(&mut self.inner, request, principal, &span);
+                ResponseFuture::inner(future, span)
+            }
+            Some(Decision::Deny) => {
+                let protocol = Protocol::of(&parts.headers);
+                let response = core
+                    .shared
+                    .reject(AuthRejection::Forbidden, protocol, &span);
+                ResponseFuture::rejected(response, span)
+            }
+            None => {
+                let protocol = Protocol::of(&parts.headers);
+                let policy = core.policy.clone();
+                let verification = Box::pin(async move {
+                    ruling(policy.decide(&principal, &parts).await)?;
+                    Ok((principal, parts))
+                });
+                self.verifying(verification, body, protocol, span)
+            }
+        }
+    }
+}
 
+impl<S, A, R, P> Auth<S, A, R, P> {
+    /// The future of a request whose verification (a check, a policy, or both) runs first.
+    fn verifying<ReqBody>(
+        &mut self,
+        verification: Verification,
+        body: ReqBody,
+        protocol: Protocol,
+        span: Span,
+    ) -> ResponseFuture<S, ReqBody, R>
+    where
+        S: Service<Request<ReqBody>> + Clone,
+    {
         // The service driven to readiness goes into the future; this one keeps a fresh clone.
         // See https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
         let clone = self.inner.clone();

@@ -3,7 +3,7 @@ use std::{fmt, sync::Arc};
 use tower_layer::Layer;
 
 use super::{buckets::Buckets, key::ClientKey, service::Throttle};
-use crate::authenticator::Authenticator;
+use crate::{AuthLayer, auth::handoff::Link, authenticator::Authenticator};
 
 /// Refuses, with 429, requests from clients that failed to log in too often, before any
 /// password is checked.
@@ -13,6 +13,8 @@ pub struct ThrottleLayer<A, K: ClientKey> {
     authenticator: A,
     client_key: K,
     shared: Arc<Shared<K::Key>>,
+    /// The `AuthLayer` this throttle hands accepted principals to, if built for one.
+    link: Option<Link>,
 }
 
 /// What the layer and all its services share: the buckets and the settings they came from.
@@ -38,9 +40,12 @@ impl ThrottleLayer<(), fn(&http::request::Parts)> {
 }
 
 impl<A: Authenticator, K: ClientKey> ThrottleLayer<A, K> {
-    /// A builder for a throttle in front of an [`AuthLayer`](crate::AuthLayer) that uses
-    /// `authenticator` (a clone of the same one, so that the throttle sees its cache hits),
-    /// counting failures per `client_key`.
+    /// A builder for a throttle in front of an [`AuthLayer`] that uses `authenticator` (a
+    /// clone of the same one, so that the throttle sees its cache hits), counting failures per
+    /// `client_key`.
+    ///
+    /// Prefer [`builder_for`](Self::builder_for), which also spares the `AuthLayer` a second
+    /// look at credentials the throttle found accepted.
     pub fn builder(authenticator: A, client_key: K) -> ThrottleLayerBuilder<A, K> {
         ThrottleLayerBuilder {
             authenticator,
@@ -48,6 +53,46 @@ impl<A: Authenticator, K: ClientKey> ThrottleLayer<A, K> {
             per_minute: ThrottleLayer::DEFAULT_PER_MINUTE,
             burst: None,
             max_keys: ThrottleLayer::DEFAULT_MAX_KEYS,
+            link: None,
+        }
+    }
+
+    /// A builder for a throttle in front of `auth`, with a clone of its authenticator,
+    /// counting failures per `client_key`.
+    ///
+    /// When the authenticator accepts a request's credentials from memory (a cache hit, a
+    /// static token), this throttle hands the principal to `auth`, which then neither extracts
+    /// nor looks up those credentials again: one lookup per request instead of two. `auth`
+    /// takes a principal only from a throttle built for it (or for one of its clones); put
+    /// nothing between the two layers that changes a request's credentials.
+    ///
+    /// ```
+    /// use std::{convert::Infallible, net::SocketAddr};
+    /// use http::request::Parts;
+    /// use tower::ServiceBuilder;
+    /// use tower_mlflow_auth::{AuthLayer, Authorization, Credentials};
+    /// use tower_mlflow_auth::throttle::{IpKey, ThrottleLayer, ThrottleReleaseLayer};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let authenticator = |_: Credentials| async { Ok::<Option<Authorization>, Infallible>(None) };
+    /// let auth = AuthLayer::new(authenticator);
+    /// let by_peer = |parts: &Parts| parts.extensions.get::<SocketAddr>().map(|peer| IpKey::from(*peer));
+    /// let throttle = ThrottleLayer::builder_for(&auth, by_peer).per_minute(10).build()?;
+    /// let stack = ServiceBuilder::new()
+    ///     .layer(throttle)
+    ///     .layer(auth)
+    ///     .layer(ThrottleReleaseLayer::new());
+    /// # let _ = stack;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder_for<R, P>(
+        auth: &AuthLayer<A, R, P>,
+        client_key: K,
+    ) -> ThrottleLayerBuilder<A, K> {
+        ThrottleLayerBuilder {
+            link: Some(auth.link()),
+            ..Self::builder(auth.authenticator().clone(), client_key)
         }
     }
 
@@ -68,6 +113,7 @@ impl<S, A: Clone, K: ClientKey> Layer<S> for ThrottleLayer<A, K> {
             self.authenticator.clone(),
             self.client_key.clone(),
             Arc::clone(&self.shared),
+            self.link,
         )
     }
 }
@@ -78,6 +124,7 @@ impl<A: Clone, K: ClientKey> Clone for ThrottleLayer<A, K> {
             authenticator: self.authenticator.clone(),
             client_key: self.client_key.clone(),
             shared: Arc::clone(&self.shared),
+            link: self.link,
         }
     }
 }
@@ -88,6 +135,7 @@ impl<A, K: ClientKey> fmt::Debug for ThrottleLayer<A, K> {
             .field("authenticator", &std::any::type_name::<A>())
             .field("client_key", &std::any::type_name::<K>())
             .field("shared", &self.shared)
+            .field("hands_over", &self.link.is_some())
             .finish()
     }
 }
@@ -115,6 +163,7 @@ pub struct ThrottleLayerBuilder<A, K> {
     per_minute: u32,
     burst: Option<u32>,
     max_keys: usize,
+    link: Option<Link>,
 }
 
 impl<A: Authenticator, K: ClientKey> ThrottleLayerBuilder<A, K> {
@@ -170,6 +219,7 @@ impl<A: Authenticator, K: ClientKey> ThrottleLayerBuilder<A, K> {
                 buckets: Buckets::new(self.per_minute, burst, self.max_keys),
                 settings,
             }),
+            link: self.link,
         })
     }
 }

@@ -54,10 +54,11 @@
 //! };
 //! // The peer address, as the server put it into the extensions (axum: `ConnectInfo`).
 //! let by_peer = |parts: &Parts| parts.extensions.get::<SocketAddr>().map(|peer| IpKey::from(*peer));
-//! let throttle = ThrottleLayer::builder(authenticator, by_peer).per_minute(2).build()?;
+//! let auth = AuthLayer::new(authenticator);
+//! let throttle = ThrottleLayer::builder_for(&auth, by_peer).per_minute(2).build()?;
 //! let service = ServiceBuilder::new()
 //!     .layer(throttle)
-//!     .layer(AuthLayer::new(authenticator))
+//!     .layer(auth)
 //!     .layer(ThrottleReleaseLayer::new())
 //!     .service_fn(|_: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) });
 //!
@@ -86,10 +87,14 @@
 //! # }
 //! ```
 //!
-//! Give the throttle a clone of the authenticator of the `AuthLayer` it protects, so that it
-//! sees the same cache. Layer order, outside in: `ThrottleLayer`, `AuthLayer`,
-//! `ThrottleReleaseLayer`, the service. The response body must implement `Default` (empty
-//! 429 body), as for `AuthLayer`.
+//! Build the throttle for the `AuthLayer` it protects with
+//! [`ThrottleLayer::builder_for`]: it then asks that layer's authenticator (so it sees the
+//! same cache), and hands each principal accepted from memory to the layer, which does not
+//! extract and look up the same credentials a second time. ([`ThrottleLayer::builder`] takes
+//! any authenticator and hands nothing over.) Layer order, outside in: `ThrottleLayer`,
+//! `AuthLayer`, `ThrottleReleaseLayer`, the service, with nothing between the first two that
+//! changes a request's credentials. The response body must implement `Default` (empty 429
+//! body), as for `AuthLayer`.
 //!
 //! # Memory, concurrency and keys
 //!

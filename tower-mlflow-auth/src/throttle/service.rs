@@ -18,7 +18,11 @@ use super::{
     layer::Shared,
     response::Throttled,
 };
-use crate::{authenticator::Authenticator, rejection::Protocol};
+use crate::{
+    auth::handoff::{Handoff, Link},
+    authenticator::Authenticator,
+    rejection::Protocol,
+};
 
 /// Middleware that refuses requests from clients that failed to log in too often.
 ///
@@ -28,6 +32,7 @@ pub struct Throttle<S, A, K: ClientKey> {
     authenticator: A,
     client_key: K,
     shared: Arc<Shared<K::Key>>,
+    link: Option<Link>,
 }
 
 impl<S, A, K: ClientKey> Throttle<S, A, K> {
@@ -36,12 +41,14 @@ impl<S, A, K: ClientKey> Throttle<S, A, K> {
         authenticator: A,
         client_key: K,
         shared: Arc<Shared<K::Key>>,
+        link: Option<Link>,
     ) -> Self {
         Self {
             inner,
             authenticator,
             client_key,
             shared,
+            link,
         }
     }
 
@@ -69,12 +76,22 @@ where
         // check, so there is nothing to protect), and cache hits, whatever the bucket holds,
         // so that a user behind the same address as a guesser keeps working. Neither looks
         // at the buckets.
-        let uncounted = match self.authenticator.credentials(&parts) {
-            Ok(credentials) => self.authenticator.try_accept_now(&credentials).is_some(),
-            Err(_) => true,
+        let accepted = match self.authenticator.credentials(&parts) {
+            Ok(credentials) => self.authenticator.try_accept_now(&credentials),
+            Err(_) => {
+                return ResponseFuture::inner(
+                    self.inner.call(Request::from_parts(parts, body)),
+                    None,
+                );
+            }
         };
-        if uncounted {
-            return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)), None);
+        if let Some(principal) = accepted {
+            let mut request = Request::from_parts(parts, body);
+            // The `AuthLayer` this throttle was built for need not ask again.
+            if let Some(link) = self.link {
+                request.extensions_mut().insert(Handoff { link, principal });
+            }
+            return ResponseFuture::inner(self.inner.call(request), None);
         }
 
         let key = self.client_key.client_key(&parts);
@@ -168,6 +185,7 @@ impl<S: Clone, A: Clone, K: ClientKey> Clone for Throttle<S, A, K> {
             authenticator: self.authenticator.clone(),
             client_key: self.client_key.clone(),
             shared: Arc::clone(&self.shared),
+            link: self.link,
         }
     }
 }

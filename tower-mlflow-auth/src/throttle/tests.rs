@@ -18,13 +18,18 @@ use tokio::sync::oneshot;
 use tower::{Service, ServiceBuilder, ServiceExt, util::BoxCloneService};
 
 use super::{ClientKey, ThrottleBuildError, ThrottleLayer, ThrottleReleaseLayer, Throttled};
-use crate::{AuthLayer, Authenticator, Authorization, Credentials, CredentialsRef, Scheme};
+use crate::{
+    AuthLayer, Authenticator, Authorization, Credentials, CredentialsRef, Scheme,
+    auth::handoff::Handoff,
+};
 
 /// Accepts the password `right`; `cached` with it is answered from memory; the user `down`
-/// is a backend failure. Counts the password checks it runs, each taking 100 ms.
+/// is a backend failure. Counts the password checks it runs, each taking 100 ms, and the
+/// times it is asked to accept from memory.
 #[derive(Clone, Default)]
 struct Passwords {
     checks: Arc<AtomicUsize>,
+    asks: Arc<AtomicUsize>,
 }
 
 fn is_right(password: &secrecy::SecretString) -> bool {
@@ -38,6 +43,10 @@ fn is_right_text(password: &str) -> bool {
 impl Passwords {
     fn checks(&self) -> usize {
         self.checks.load(Ordering::SeqCst)
+    }
+
+    fn asks(&self) -> usize {
+        self.asks.load(Ordering::SeqCst)
     }
 }
 
@@ -60,6 +69,7 @@ impl Authenticator for Passwords {
     }
 
     fn try_accept_now(&self, credentials: &CredentialsRef<'_>) -> Option<Authorization> {
+        self.asks.fetch_add(1, Ordering::SeqCst);
         let cached =
             credentials.username() == Some("cached") && is_right_text(credentials.expose_secret());
         cached.then(|| Authorization::new("cached", Scheme::Basic))
@@ -395,4 +405,119 @@ fn closures_are_client_keys() {
         .unwrap()
         .into_parts();
     assert_eq!((by_header as KeyFn).client_key(&parts), "k");
+}
+
+/// Answers with the principal's subject (`-` for none), and fails the test if a handoff
+/// reached it.
+async fn subject_of(request: Request<String>) -> Result<Response<String>, Infallible> {
+    assert!(
+        request.extensions().get::<Handoff>().is_none(),
+        "a handoff reached the inner service"
+    );
+    let subject = request
+        .extensions()
+        .get::<Authorization>()
+        .map_or("-", Authorization::subject)
+        .to_owned();
+    Ok(Response::new(subject))
+}
+
+/// `throttle` → `auth` → release → [`subject_of`].
+fn handing_over(throttle: TestThrottle, auth: AuthLayer<Passwords>) -> Svc {
+    BoxCloneService::new(
+        ServiceBuilder::new()
+            .layer(throttle)
+            .layer(auth)
+            .layer(ThrottleReleaseLayer::new())
+            .service_fn(subject_of),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_throttle_built_for_its_layer_spares_it_the_second_lookup() {
+    let passwords = Passwords::default();
+    let auth = AuthLayer::new(passwords.clone());
+    let throttle = ThrottleLayer::builder_for(&auth, by_header as KeyFn)
+        .build()
+        .unwrap();
+    assert!(format!("{throttle:?}").contains("hands_over: true"));
+    // Layered by a clone of the layer, as a router would: the link goes with it.
+    let service = handing_over(throttle, auth.clone());
+    for round in 1..=3 {
+        let response = send(&service, request("a", Some("cached"), "right")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.body(), "cached");
+        assert_eq!(
+            passwords.asks(),
+            round,
+            "asked once a request, by the throttle"
+        );
+    }
+    // A miss is still checked, and counted as a failure when wrong.
+    let response = send(&service, request("a", Some("alice"), "right")).await;
+    assert_eq!(response.body(), "alice");
+    assert_eq!(
+        status(&service, request("a", Some("alice"), "wrong")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(passwords.checks(), 2);
+
+    // Built with `builder`, the throttle hands nothing over: both layers ask.
+    let passwords = Passwords::default();
+    let unlinked = ThrottleLayer::builder(passwords.clone(), by_header as KeyFn)
+        .build()
+        .unwrap();
+    assert!(format!("{unlinked:?}").contains("hands_over: false"));
+    let service = handing_over(unlinked, AuthLayer::new(passwords.clone()));
+    let response = send(&service, request("a", Some("cached"), "right")).await;
+    assert_eq!(response.body(), "cached");
+    assert_eq!(passwords.asks(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handoff_counts_only_for_the_layer_it_was_built_for() {
+    // The throttle's authenticator accepts `cached` from memory; the layer behind it is
+    // another one, whose authenticator is a fresh `Passwords` too but not the throttle's:
+    // it must ask its own authenticator and not take the throttle's word.
+    let theirs = Passwords::default();
+    let throttle = ThrottleLayer::builder_for(&AuthLayer::new(theirs.clone()), by_header as KeyFn)
+        .build()
+        .unwrap();
+    let ours = Passwords::default();
+    let service = handing_over(throttle, AuthLayer::new(ours.clone()));
+    let response = send(&service, request("a", Some("cached"), "right")).await;
+    assert_eq!(response.body(), "cached");
+    assert_eq!((theirs.asks(), ours.asks()), (1, 1));
+
+    // A handoff already in the request (from whatever put it there) is dropped unread: the
+    // layer checks the credentials, and the inner service never sees it.
+    let ours = Passwords::default();
+    let service = BoxCloneService::new(
+        ServiceBuilder::new()
+            .layer(AuthLayer::new(ours.clone()))
+            .service_fn(subject_of),
+    );
+    let mut forged = request("a", Some("alice"), "wrong");
+    forged.extensions_mut().insert(Handoff {
+        link: crate::auth::handoff::Link::new(),
+        principal: Authorization::new("admin", Scheme::Basic).with_admin(true),
+    });
+    assert_eq!(status(&service, forged).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(ours.checks(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handoff_to_an_exempt_path_is_dropped() {
+    let passwords = Passwords::default();
+    let auth = AuthLayer::new(passwords.clone())
+        .with_exemptions(crate::exempt::Exemptions::new().prefix("/health").unwrap());
+    let throttle = ThrottleLayer::builder_for(&auth, by_header as KeyFn)
+        .build()
+        .unwrap();
+    let service = handing_over(throttle, auth);
+    let mut exempt = request("a", Some("cached"), "right");
+    *exempt.uri_mut() = "/health".parse().unwrap();
+    let response = send(&service, exempt).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.body(), "-", "an exempt request has no principal");
 }
