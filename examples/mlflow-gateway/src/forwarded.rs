@@ -196,7 +196,15 @@ fn ip_text(ip: IpAddr) -> String {
     let IpAddr::V4(v4) = ip else {
         return ip.to_string();
     };
-    let mut text = String::with_capacity(15);
+    // Exactly as long as the text: `HeaderValue::try_from` then keeps the allocation as it
+    // is, where spare capacity would cost it a second one (bytes' shared header).
+    let len = v4
+        .octets()
+        .iter()
+        .map(|&octet| 1 + usize::from(octet >= 10) + usize::from(octet >= 100))
+        .sum::<usize>()
+        + 3;
+    let mut text = String::with_capacity(len);
     for (i, octet) in v4.octets().into_iter().enumerate() {
         if i > 0 {
             text.push('.');
@@ -436,7 +444,9 @@ mod tests {
             ]
         });
         for v4 in samples {
-            assert_eq!(ip_text(IpAddr::V4(v4)), v4.to_string());
+            let text = ip_text(IpAddr::V4(v4));
+            assert_eq!(text, v4.to_string());
+            assert_eq!(text.capacity(), text.len(), "{text}");
         }
         for v6 in ["::1", "2001:db8::8a2e:370:7334", "fe80::1"] {
             let ip: IpAddr = v6.parse().unwrap();
