@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use http::{Request, Response};
+use http::{Request, Response, header};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -361,7 +361,12 @@ async fn accepted<S>(
     let per_connection = ServiceBuilder::new()
         .map_request(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(PeerAddr(peer));
-            request.extensions_mut().insert(scope.clone());
+            // Only a WebSocket upgrade can become a tunnel, and only a tunnel needs the scope
+            // (the proxy checks the whole handshake); an `Upgrade` header is the cheap test
+            // that spares every other request a clone and an extension.
+            if request.headers().contains_key(header::UPGRADE) {
+                request.extensions_mut().insert(scope.clone());
+            }
             request
         })
         .service(Tracked::new(service, activity.clone()));
