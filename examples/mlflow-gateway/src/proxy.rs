@@ -261,8 +261,10 @@ impl Proxy {
                 host,
             },
         );
-        // hyper sets Host from the upstream URI.
-        parts.headers.remove(header::HOST);
+        // The upstream's, as hyper-util's client would set it from the URI.
+        parts
+            .headers
+            .insert(header::HOST, self.upstream.host_header().clone());
         Ok(())
     }
 }
@@ -563,6 +565,19 @@ mod tests {
             let expected = (uri != "/x").then_some(StatusCode::BAD_REQUEST);
             assert_eq!(status, expected, "{uri}");
         }
+    }
+
+    #[test]
+    fn the_host_is_the_upstreams_and_the_clients_goes_in_x_forwarded_host() {
+        let mut request = parts("/x", Some("alice"), "127.0.0.1:1");
+        request.headers.append(
+            header::HOST,
+            HeaderValue::from_static("gateway.example:8443"),
+        );
+        proxy().prepare(&mut request).unwrap();
+        let hosts: Vec<_> = request.headers.get_all(header::HOST).iter().collect();
+        assert_eq!(hosts, ["127.0.0.1:5000"]);
+        assert_eq!(request.headers["x-forwarded-host"], "gateway.example:8443");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use http::{
-    Uri,
+    HeaderValue, Uri,
     uri::{Authority, PathAndQuery, Scheme},
 };
 use hyper::body::Incoming;
@@ -22,6 +22,10 @@ pub struct Upstream {
     scheme: Scheme,
     authority: Authority,
     base_path: String,
+    /// The `Host` header of every upstream request, made once: left to hyper-util's client,
+    /// it is formatted for each request (`format!` and two allocations when the port is not
+    /// the scheme's default).
+    host: HeaderValue,
 }
 
 /// An `--upstream` URL that cannot be used.
@@ -59,10 +63,20 @@ impl std::str::FromStr for Upstream {
             .cloned()
             .ok_or_else(|| InvalidUpstream(format!("{url:?}: no host")))?;
         let base_path = uri.path().trim_end_matches('/').to_owned();
+        // What hyper-util's client would send: the host, and the port unless the scheme's.
+        let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
+        let host = match authority.port() {
+            Some(port) if port.as_u16() != default_port => {
+                HeaderValue::try_from(format!("{}:{}", authority.host(), port.as_str()))
+            }
+            _ => HeaderValue::try_from(authority.host()),
+        }
+        .map_err(|_| InvalidUpstream(format!("{url:?}: the host cannot be sent in a header")))?;
         Ok(Self {
             scheme,
             authority,
             base_path,
+            host,
         })
     }
 }
@@ -74,6 +88,11 @@ impl std::fmt::Display for Upstream {
 }
 
 impl Upstream {
+    /// The `Host` header of requests to the upstream.
+    pub(crate) fn host_header(&self) -> &HeaderValue {
+        &self.host
+    }
+
     /// Whether the upstream is reached over TLS.
     pub fn is_https(&self) -> bool {
         self.scheme == Scheme::HTTPS
@@ -231,5 +250,24 @@ mod tests {
         assert!("ftp://mlflow:5000".parse::<Upstream>().is_err());
         assert!("127.0.0.1:5000".parse::<Upstream>().is_err());
         assert!("http://h:1/?a=b".parse::<Upstream>().is_err());
+    }
+
+    #[test]
+    fn the_host_header_is_what_hyper_util_would_send() {
+        // hyper-util's legacy client: `uri.host()`, then `:port` unless it is the scheme's.
+        for (url, host) in [
+            ("http://127.0.0.1:5000/mlflow", "127.0.0.1:5000"),
+            ("http://mlflow", "mlflow"),
+            ("http://mlflow:80", "mlflow"),
+            ("https://mlflow", "mlflow"),
+            ("https://mlflow:443/base", "mlflow"),
+            ("https://mlflow:80", "mlflow:80"),
+            ("http://mlflow:443", "mlflow:443"),
+            ("http://[::1]:5000", "[::1]:5000"),
+            ("http://user:secret@mlflow:5000", "mlflow:5000"),
+        ] {
+            let upstream: Upstream = url.parse().unwrap();
+            assert_eq!(upstream.host_header(), host, "{url}");
+        }
     }
 }
