@@ -48,7 +48,7 @@ impl Activity {
     }
 
     fn limit(&self, limits: &Limits) -> std::time::Duration {
-        if self.seen_request.load(Ordering::Acquire) {
+        if self.seen_request() {
             limits.idle_timeout
         } else {
             limits.header_timeout
@@ -77,6 +77,11 @@ impl Activity {
     pub(crate) fn expired(&self, limits: &Limits) -> bool {
         self.in_flight.load(Ordering::Acquire) == 0
             && self.idle_since().elapsed() >= self.limit(limits)
+    }
+
+    /// Whether a request has started on the connection.
+    pub(crate) fn seen_request(&self) -> bool {
+        self.seen_request.load(Ordering::Acquire)
     }
 
     /// Resolves once the first request has started.

@@ -462,14 +462,18 @@ where
         tokio::pin!(served);
         loop {
             let deadline = activity.deadline(&limits);
+            // Polled on every wake-up of the connection, so only what can still happen: after
+            // the first request, `changed` never fires again. The connection goes first.
+            let first_request_pending = !activity.seen_request();
             tokio::select! {
+                biased;
                 ended = &mut served => {
                     if let Err(error) = ended {
                         tracing::debug!(%error, "connection ended with an error");
                     }
                     return;
                 }
-                () = activity.changed() => {}
+                () = activity.changed(), if first_request_pending => {}
                 // `Err` too: the server is gone.
                 _ = closing.wait_for(|closing| *closing) => {
                     tracing::debug!("closing a connection: the drain period is over");
