@@ -12,7 +12,10 @@ use std::{io::Write as _, net::IpAddr, time::SystemTime};
 
 use http::Version;
 
-use crate::logging::{AccessSink, LogFormat};
+use crate::{
+    forwarded::write_ip,
+    logging::{AccessSink, LogFormat},
+};
 
 use super::TARGET;
 
@@ -153,25 +156,6 @@ fn json_field(out: &mut Vec<u8>, name: &str, value: &str) {
         out.push(b'"');
     } else {
         let _ = serde_json::to_writer(&mut *out, value);
-    }
-}
-
-/// `ip` as `Display` writes it; IPv4 digit by digit (`fmt`'s integer and padding machinery
-/// was the largest part of the line).
-fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(ip) => {
-            for (index, octet) in ip.octets().into_iter().enumerate() {
-                if index > 0 {
-                    out.push(b'.');
-                }
-                write_u64(out, octet.into());
-            }
-        }
-        // Writing to a Vec cannot fail.
-        IpAddr::V6(ip) => {
-            let _ = write!(out, "{ip}");
-        }
     }
 }
 
