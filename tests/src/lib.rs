@@ -11,12 +11,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// A free TCP port on 127.0.0.1 (bound, then released for the peer to take).
+/// A free TCP port on 127.0.0.1 (bound, then released for the peer to take), never one this
+/// process was given before: the kernel may hand a released port out again, and two peers
+/// told the same port fail in ways that look like the code under test failing.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("no free loopback port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// The Python venv made by `scripts/provision` (`$TOWER_MLFLOW_VENV`), holding `mlflow`,

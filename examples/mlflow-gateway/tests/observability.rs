@@ -11,7 +11,7 @@ use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,
 };
-use tower_mlflow_tests::{TempDir, free_port};
+use tower_mlflow_tests::TempDir;
 
 /// bcrypt cost 5 (`htpasswd -nbB -C 5`): `alice-pass`.
 const HTPASSWD: &str = "alice:$2y$05$l7ZO.Txg6pOiRndSyUItNu57pCvvIqyzKZ8YuLx1We4Ehr70ujMn2\n";
@@ -265,9 +265,12 @@ fn value(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)
 #[tokio::test]
 async fn metrics_parse_and_move_with_the_requests() {
     let dir = TempDir::new("metrics");
-    let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let listen = metrics_addr.to_string();
-    let gateway = gateway(&dir, &["--metrics-listen", &listen, "--cache-ttl", "300"]).await;
+    let gateway = gateway(
+        &dir,
+        &["--metrics-listen", "127.0.0.1:0", "--cache-ttl", "300"],
+    )
+    .await;
+    let metrics_addr = gateway.metrics_addr();
     let before = scrape(metrics_addr).await;
     assert_eq!(
         value(
@@ -384,8 +387,6 @@ async fn failed_tls_handshakes_are_counted() {
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert, &leaf.cert_pem).unwrap();
     std::fs::write(&key, &leaf.key_pem).unwrap();
-    let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let listen = metrics_addr.to_string();
     let gateway = gateway(
         &dir,
         &[
@@ -394,10 +395,11 @@ async fn failed_tls_handshakes_are_counted() {
             "--tls-key",
             key.to_str().unwrap(),
             "--metrics-listen",
-            &listen,
+            "127.0.0.1:0",
         ],
     )
     .await;
+    let metrics_addr = gateway.metrics_addr();
     // Plain HTTP to the TLS listener: no handshake.
     assert_eq!(request(gateway.addr(), "GET", PATH, None, None).await.0, 0);
     // Binary::start's readiness probe (connect, then close) is the other failed handshake.

@@ -87,6 +87,26 @@ impl Binary {
         self.addr
     }
 
+    /// The address its `/metrics` listener logged (start it with `--metrics-listen
+    /// 127.0.0.1:0`, so no other process can take the port first); panics with the log if
+    /// none is logged within 10 s.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            let logged = log
+                .lines()
+                .filter(|line| line.contains("serving metrics at /metrics"))
+                .find_map(|line| line.split_once("listen=")?.1.split_whitespace().next())
+                .and_then(|addr| addr.parse().ok());
+            if let Some(addr) = logged {
+                return addr;
+            }
+            assert!(Instant::now() < deadline, "no metrics listener in:\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// What it has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
