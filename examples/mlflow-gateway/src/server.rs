@@ -460,8 +460,17 @@ where
         } = watchers;
         let served = graceful.watch(served);
         tokio::pin!(served);
+        // One timer and one wait for the drain's end for the whole connection, not one of each
+        // per wake-up (a connection wakes about twice a request: registering and removing a
+        // timer, and a waiter on the watch channel, cost more than the rest of this loop).
+        // The timer is lazy: requests only ever move the true expiry later, so it fires at or
+        // before it, and is then set again to what is left, or closes the connection.
+        let timer = tokio::time::sleep_until(activity.deadline(&limits));
+        tokio::pin!(timer);
+        // `Err` too: the server is gone.
+        let drain_over = closing.wait_for(|closing| *closing);
+        tokio::pin!(drain_over);
         loop {
-            let deadline = activity.deadline(&limits);
             // Polled on every wake-up of the connection, so only what can still happen: after
             // the first request, `changed` never fires again. The connection goes first.
             let first_request_pending = !activity.seen_request();
@@ -473,17 +482,20 @@ where
                     }
                     return;
                 }
-                () = activity.changed(), if first_request_pending => {}
-                // `Err` too: the server is gone.
-                _ = closing.wait_for(|closing| *closing) => {
+                // The limit is now `idle_timeout`, which may be shorter than `header_timeout`.
+                () = activity.changed(), if first_request_pending => {
+                    timer.as_mut().reset(activity.deadline(&limits));
+                }
+                _ = &mut drain_over => {
                     tracing::debug!("closing a connection: the drain period is over");
                     return;
                 }
-                () = tokio::time::sleep_until(deadline) => {
+                () = &mut timer => {
                     if activity.expired(&limits) {
                         tracing::debug!("closing an idle connection");
                         return;
                     }
+                    timer.as_mut().reset(activity.deadline(&limits));
                 }
             }
         }

@@ -194,6 +194,39 @@ async fn an_idle_http1_connection_is_closed_after_the_idle_timeout() {
     );
 }
 
+/// The idle limit counts from the last response, not from the first request: a connection
+/// used more often than the limit stays open past it, and closes about a limit after its last
+/// answer.
+#[tokio::test]
+async fn a_connection_in_use_outlives_the_idle_timeout_then_closes_after_its_last_answer() {
+    let (gateway, _dir) = start(
+        closed_port(),
+        &["--idle-timeout", "1", "--header-timeout", "5"],
+    );
+    let mut stream = TcpStream::connect(gateway.addr()).await.unwrap();
+    let mut buf = [0; 4096];
+    let started = Instant::now();
+    for _ in 0..6 {
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n")
+            .await
+            .unwrap();
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 502"), "{:?}", &buf[..n]);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(2400));
+    // 400 ms since the last answer: still open.
+    let last_answer = Instant::now() - Duration::from_millis(400);
+    let rest = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert_eq!(rest, Some(Vec::new()), "closed, with nothing more sent");
+    let idle = last_answer.elapsed();
+    assert!(
+        idle >= Duration::from_millis(900) && idle < Duration::from_secs(5),
+        "closed {idle:?} after the last answer, with --idle-timeout 1"
+    );
+}
+
 #[tokio::test]
 async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     use http_body_util::Empty;
