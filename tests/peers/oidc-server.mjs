@@ -12,7 +12,7 @@
 // Each start makes a fresh RSA key with a fresh kid, so restarting on the same port is a key
 // rotation. With <second_port>, a second provider (issuer http://127.0.0.1:<second_port>)
 // signs with the same key: its tokens verify but carry the wrong issuer.
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
@@ -36,8 +36,16 @@ const listen = tls
 const entry = pathToFileURL(join(nodeDir, 'node_modules/oidc-provider/lib/index.js')).href;
 const { default: Provider } = await import(entry);
 
-const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: `k-${randomUUID()}`, use: 'sig', alg: 'RS256' };
+// The key leaves the generator as PEM and is parsed again before its export as a JWK. Node 20
+// can deadlock otherwise: exporting the KeyObject that generateKeyPairSync returned locks the
+// key, and a garbage collection during the export may destroy the finished generator job,
+// which locks the same key again (seen as a provider that never listens, once in a few starts).
+const { privateKey: privatePem } = generateKeyPairSync('rsa', {
+  modulusLength: 2048,
+  publicKeyEncoding: { type: 'spki', format: 'pem' },
+  privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+});
+const signingKey = { ...createPrivateKey(privatePem).export({ format: 'jwk' }), kid: `k-${randomUUID()}`, use: 'sig', alg: 'RS256' };
 
 function start(listenPort) {
   const oidc = new Provider(`${scheme}://127.0.0.1:${listenPort}`, {
