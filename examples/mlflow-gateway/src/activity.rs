@@ -29,6 +29,9 @@ use crate::{
 pub(crate) struct Activity {
     in_flight: AtomicUsize,
     seen_request: AtomicBool,
+    /// Whether the first request came over HTTP/2, where no request head is ever pending
+    /// between two requests (the idle timeout alone applies).
+    http2: AtomicBool,
     idle_since: Mutex<Instant>,
     /// Wakes the connection's timer when the first request starts: the limit changes from
     /// `header_timeout` to `idle_timeout`, which may be shorter. Later starts and ends need
@@ -42,16 +45,23 @@ impl Activity {
         Arc::new(Self {
             in_flight: AtomicUsize::new(0),
             seen_request: AtomicBool::new(false),
+            http2: AtomicBool::new(false),
             idle_since: Mutex::new(Instant::now()),
             changed: Notify::new(),
         })
     }
 
+    /// How long the connection may go without a request in flight: `header_timeout` until
+    /// the first request; then `idle_timeout` over HTTP/2, and over HTTP/1 also no longer
+    /// than `header_timeout`, since there the next request's head is what is awaited (as
+    /// with hyper's header timer, which runs from the end of one answer to the next head).
     fn limit(&self, limits: &Limits) -> std::time::Duration {
-        if self.seen_request() {
+        if !self.seen_request() {
+            limits.header_timeout
+        } else if self.http2.load(Ordering::Acquire) {
             limits.idle_timeout
         } else {
-            limits.header_timeout
+            limits.idle_timeout.min(limits.header_timeout)
         }
     }
 
@@ -89,10 +99,15 @@ impl Activity {
         self.changed.notified().await;
     }
 
-    fn start(self: &Arc<Self>) -> InFlight {
+    /// A request starts; `http2` says which protocol the connection speaks.
+    fn start(self: &Arc<Self>, http2: bool) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        if !self.seen_request.swap(true, Ordering::AcqRel) {
-            self.changed.notify_one();
+        if !self.seen_request.load(Ordering::Acquire) {
+            // Before `seen_request`: whoever sees the first request sees its protocol.
+            self.http2.store(http2, Ordering::Release);
+            if !self.seen_request.swap(true, Ordering::AcqRel) {
+                self.changed.notify_one();
+            }
         }
         InFlight(self.clone())
     }
@@ -141,7 +156,9 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let in_flight = self.activity.start();
+        let in_flight = self
+            .activity
+            .start(request.version() == http::Version::HTTP_2);
         TrackedFuture {
             inner: self.inner.call(request),
             in_flight: Some(in_flight),
@@ -232,7 +249,7 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(activity.expired(&limits));
 
-        let request = activity.start();
+        let request = activity.start(true);
         tokio::time::advance(Duration::from_secs(60)).await;
         assert!(!activity.expired(&limits), "a request is in flight");
         drop(request);
@@ -240,6 +257,34 @@ mod tests {
         assert!(!activity.expired(&limits));
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(activity.expired(&limits));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn over_http1_the_next_head_is_awaited_no_longer_than_the_header_timeout() {
+        let activity = Activity::new();
+        let limits = limits();
+        let request = activity.start(false);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(!activity.expired(&limits), "a request is in flight");
+        drop(request);
+        tokio::time::advance(Duration::from_millis(900)).await;
+        assert!(!activity.expired(&limits));
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(
+            activity.expired(&limits),
+            "1 s header timeout, not 10 s idle"
+        );
+
+        // The shorter of the two: an idle timeout below the header timeout wins.
+        let short_idle = Limits {
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(2),
+            ..Limits::default()
+        };
+        let activity = Activity::new();
+        drop(activity.start(false));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(activity.expired(&short_idle));
     }
 
     #[tokio::test(start_paused = true)]
@@ -251,7 +296,7 @@ mod tests {
             ..Limits::default()
         };
         let before_any = activity.deadline(&limits);
-        let first = activity.start();
+        let first = activity.start(false);
         tokio::time::timeout(Duration::from_secs(5), activity.changed())
             .await
             .expect("the first request did not wake the timer");
@@ -261,7 +306,7 @@ mod tests {
 
         tokio::time::advance(Duration::from_millis(500)).await;
         drop(first);
-        let second = activity.start();
+        let second = activity.start(false);
         let woken = tokio::time::timeout(Duration::from_secs(5), activity.changed()).await;
         assert!(woken.is_err(), "a later request woke the timer");
         drop(second);

@@ -408,13 +408,16 @@ struct Watchers {
     closing: watch::Receiver<bool>,
 }
 
-/// HTTP/1 with the header timer, HTTP/2 with keep-alive pings.
+/// HTTP/1 without hyper's header timer, HTTP/2 with keep-alive pings.
+///
+/// The connection's own timer ([`Activity`]) bounds an HTTP/1 request head instead. hyper's
+/// makes and drops a timer for every request head, and each one, the earliest deadline of
+/// the runtime, wakes its driver through the eventfd: `strace -c` counted 14,677 `write`s
+/// and 10,204 `futex` calls for 20,000 requests, 24 and 67 without. The connection's timer
+/// is set once and looks again only when it fires.
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+    builder.http1().header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -426,7 +429,8 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 /// What one connection is served with; [`serve`](Self::serve) serves it until it ends, or
 /// until it sits idle too long: no request in `header_timeout` from the start (this also
 /// bounds a client that never finishes the protocol preface), or none in flight for
-/// `idle_timeout` after one; or until the drain period after a shutdown signal is over.
+/// `idle_timeout` after one (over HTTP/1, for the shorter of the two: the next request's
+/// head is what is awaited); or until the drain period after a shutdown signal is over.
 struct Connection<'a, S> {
     service: S,
     builder: &'a auto::Builder<TokioExecutor>,

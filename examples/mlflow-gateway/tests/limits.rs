@@ -227,6 +227,78 @@ async fn a_connection_in_use_outlives_the_idle_timeout_then_closes_after_its_las
     );
 }
 
+/// After an answer on a kept-alive HTTP/1 connection, the next head has `--header-timeout`
+/// (here well below `--idle-timeout`): half of it is closed about a header timeout after the
+/// answer, with nothing sent back.
+#[tokio::test]
+async fn over_http1_half_of_the_next_head_is_closed_after_the_header_timeout() {
+    let (gateway, _dir) = start(
+        closed_port(),
+        &["--header-timeout", "1", "--idle-timeout", "30"],
+    );
+    let mut stream = TcpStream::connect(gateway.addr()).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 502"), "{:?}", &buf[..n]);
+    let answered = Instant::now();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: gateway\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let rest = read_until_closed(&mut stream, Duration::from_secs(20)).await;
+    assert_eq!(rest, Some(Vec::new()), "closed, with nothing more sent");
+    let waited = answered.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
+        "closed {waited:?} after the answer, with --header-timeout 1 --idle-timeout 30"
+    );
+}
+
+/// HTTP/2 has no request head pending between requests: after a request, the connection
+/// stays open past `--header-timeout` and closes at `--idle-timeout`.
+#[tokio::test]
+async fn over_http2_the_idle_timeout_applies_after_a_request_not_the_header_timeout() {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let (gateway, _dir) = start(
+        closed_port(),
+        &["--header-timeout", "1", "--idle-timeout", "4"],
+    );
+    let stream = TcpStream::connect(gateway.addr()).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let mut connection = tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{}/health", gateway.addr()))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::BAD_GATEWAY);
+    drop(response);
+    let answered = Instant::now();
+    let early = tokio::time::timeout(Duration::from_secs(2), &mut connection).await;
+    assert!(
+        early.is_err(),
+        "closed within 2 s: the header timeout applied"
+    );
+    tokio::time::timeout(Duration::from_secs(20), connection)
+        .await
+        .expect("the idle HTTP/2 connection was still open after 20 s")
+        .unwrap()
+        .ok();
+    let waited = answered.elapsed();
+    assert!(
+        waited >= Duration::from_millis(3900),
+        "closed after {waited:?}"
+    );
+}
+
 #[tokio::test]
 async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     use http_body_util::Empty;
