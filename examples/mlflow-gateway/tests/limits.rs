@@ -258,29 +258,41 @@ async fn over_http1_half_of_the_next_head_is_closed_after_the_header_timeout() {
     );
 }
 
-/// HTTP/2 has no request head pending between requests: after a request, the connection
-/// stays open past `--header-timeout` and closes at `--idle-timeout`.
-#[tokio::test]
-async fn over_http2_the_idle_timeout_applies_after_a_request_not_the_header_timeout() {
+/// An HTTP/2 connection to `addr` after one answered request (502: the upstream is down):
+/// its sender (dropping it would close the connection from this side) and the task driving
+/// it, which ends when the connection closes.
+async fn http2_after_one_request(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
     use http_body_util::Empty;
     use hyper_util::rt::{TokioExecutor, TokioIo};
 
-    let (gateway, _dir) = start(
-        closed_port(),
-        &["--header-timeout", "1", "--idle-timeout", "4"],
-    );
-    let stream = TcpStream::connect(gateway.addr()).await.unwrap();
+    let stream = TcpStream::connect(addr).await.unwrap();
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
             .unwrap();
-    let mut connection = tokio::spawn(connection);
-    let request = http::Request::get(format!("http://{}/health", gateway.addr()))
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{addr}/health"))
         .body(Empty::<bytes::Bytes>::new())
         .unwrap();
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), http::StatusCode::BAD_GATEWAY);
-    drop(response);
+    (sender, connection)
+}
+
+/// HTTP/2 has no request head pending between requests: after a request, the connection
+/// stays open past `--header-timeout` and closes at `--idle-timeout`.
+#[tokio::test]
+async fn over_http2_the_idle_timeout_applies_after_a_request_not_the_header_timeout() {
+    let (gateway, _dir) = start(
+        closed_port(),
+        &["--header-timeout", "1", "--idle-timeout", "4"],
+    );
+    let (_sender, mut connection) = http2_after_one_request(gateway.addr()).await;
     let answered = Instant::now();
     let early = tokio::time::timeout(Duration::from_secs(2), &mut connection).await;
     assert!(
@@ -301,22 +313,8 @@ async fn over_http2_the_idle_timeout_applies_after_a_request_not_the_header_time
 
 #[tokio::test]
 async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
-    use http_body_util::Empty;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-
     let (gateway, _dir) = start(closed_port(), &["--idle-timeout", "1"]);
-    let stream = TcpStream::connect(gateway.addr()).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    let connection = tokio::spawn(connection);
-    let request = http::Request::get(format!("http://{}/health", gateway.addr()))
-        .body(Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    assert_eq!(response.status(), http::StatusCode::BAD_GATEWAY);
-    drop(response);
+    let (_sender, connection) = http2_after_one_request(gateway.addr()).await;
     tokio::time::timeout(Duration::from_secs(10), connection)
         .await
         .expect("the idle HTTP/2 connection was still open after 10 s")
