@@ -77,7 +77,7 @@ impl Proxy {
     /// upstream is verified against the webpki public roots.
     pub fn new(upstream: Upstream, user_header: HeaderName, forward_authorization: bool) -> Self {
         Self {
-            clients: upstream::Clients::new(UpstreamRoots::webpki(), 1),
+            clients: upstream::Clients::new(&upstream, UpstreamRoots::webpki(), 1),
             upstream,
             user_header,
             forward_authorization,
@@ -293,7 +293,7 @@ impl Service<Request<Incoming>> for Proxy {
             // Hop-by-hop, so removed by `prepare`; asked for again on our own hop.
             set_websocket_upgrade(&mut parts.headers);
         }
-        let uri = match self.upstream.uri_for(parts.uri.path_and_query()) {
+        let uri = match self.upstream.origin_form_for(parts.uri.path_and_query()) {
             Ok(uri) => uri,
             Err(_) => {
                 return Box::pin(async { Ok(local(StatusCode::BAD_REQUEST, "bad request URI")) });
@@ -305,14 +305,12 @@ impl Service<Request<Incoming>> for Proxy {
             delegation.assert(&mut parts);
         }
         parts.version = http::Version::HTTP_11;
-        let upstream = self
-            .clients
-            .current()
-            .request(Request::from_parts(parts, body));
+        let pool = Arc::clone(self.clients.current());
+        let request = Request::from_parts(parts, body);
         let timeout = self.timeout;
         let (metrics, started) = (self.metrics.clone(), tokio::time::Instant::now());
         Box::pin(async move {
-            let answer = tokio::time::timeout(timeout, upstream).await;
+            let answer = tokio::time::timeout(timeout, pool.send(request)).await;
             if let (Some(metrics), Ok(Ok(_))) = (&metrics, &answer) {
                 metrics.upstream_head(started.elapsed());
             }

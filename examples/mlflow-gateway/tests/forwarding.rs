@@ -293,3 +293,72 @@ async fn an_authenticated_websocket_is_passed_through() {
         "{seen}"
     );
 }
+
+/// An upstream that answers every request on a connection with `ok`, and reports the
+/// request lines it read and the number of connections it accepted.
+async fn counting_upstream() -> (
+    SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::{Arc, Mutex, atomic::AtomicUsize};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (seen, counter) = (Arc::clone(&lines), Arc::clone(&accepted));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0; 4096];
+                loop {
+                    let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+                    buffer.drain(..end + 4);
+                    seen.lock()
+                        .unwrap()
+                        .push(head.lines().next().unwrap_or("").to_owned());
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, lines, accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_get_origin_form_targets() {
+    let (upstream, lines, accepted) = counting_upstream().await;
+    let gateway = gateway(&format!("http://{upstream}/base"), &[]);
+    let auth = format!("Authorization: {}", basic("alice"));
+    for round in 0..10 {
+        // A new client connection each time (`raw` asks for `Connection: close`).
+        let answer = raw(
+            gateway.addr,
+            &["GET /api/2.0/x?y=1 HTTP/1.1", "Host: gw.example", &auth],
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{round}: {answer}");
+        assert!(answer.ends_with("\r\n\r\nok"), "{round}: {answer}");
+    }
+    let lines = lines.lock().unwrap().clone();
+    assert_eq!(lines.len(), 10);
+    for line in &lines {
+        assert_eq!(line, "GET /base/api/2.0/x?y=1 HTTP/1.1");
+    }
+    // One pool a worker: at most one connection each for requests one after another.
+    let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=2).contains(&connections), "{connections} connections");
+}

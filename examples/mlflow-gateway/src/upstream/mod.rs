@@ -1,4 +1,6 @@
-//! The upstream: its URL, the trust anchors of an https upstream, and the pooled clients.
+//! The upstream: its URL, the trust anchors of an https upstream, and the pooled connections.
+
+mod pool;
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -6,15 +8,13 @@ use http::{
     HeaderValue, Uri,
     uri::{Authority, PathAndQuery, Scheme},
 };
-use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
+use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::RootCertStore;
 use rustls_pki_types::{CertificateDer, pem::PemObject};
 use tower_mlflow_core::BoxError;
+
+use self::pool::Pool;
 
 /// Where requests go: an `http[s]://host:port[/base]` URL.
 #[derive(Clone, Debug)]
@@ -22,9 +22,9 @@ pub struct Upstream {
     scheme: Scheme,
     authority: Authority,
     base_path: String,
-    /// The `Host` header of every upstream request, made once: left to hyper-util's client,
-    /// it is formatted for each request (`format!` and two allocations when the port is not
-    /// the scheme's default).
+    /// The `Host` header of every upstream request, made once. hyper's connections send
+    /// the headers they are given, so the proxy sets it; it is what hyper-util's client
+    /// would have formatted for each request.
     host: HeaderValue,
 }
 
@@ -98,16 +98,30 @@ impl Upstream {
         self.scheme == Scheme::HTTPS
     }
 
-    pub(crate) fn uri_for(
+    /// The origin-form target (`/base/path?query`) of a client's request on the upstream.
+    pub(crate) fn origin_form_for(
         &self,
         path_and_query: Option<&PathAndQuery>,
     ) -> Result<Uri, http::Error> {
-        let joined = match path_and_query {
+        Ok(Uri::from(self.joined(path_and_query)?))
+    }
+
+    /// `path_and_query` under the base path.
+    fn joined(&self, path_and_query: Option<&PathAndQuery>) -> Result<PathAndQuery, http::Error> {
+        Ok(match path_and_query {
             // Without a base path the client's path is the upstream's: shared, not copied.
             Some(pq) if self.base_path.is_empty() => pq.clone(),
             Some(pq) => PathAndQuery::try_from(format!("{}{}", self.base_path, pq.as_str()))?,
             None => PathAndQuery::try_from(format!("{}/", self.base_path))?,
-        };
+        })
+    }
+
+    /// The absolute URL of a path on the upstream.
+    pub(crate) fn uri_for(
+        &self,
+        path_and_query: Option<&PathAndQuery>,
+    ) -> Result<Uri, http::Error> {
+        let joined = self.joined(path_and_query)?;
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
@@ -166,41 +180,55 @@ impl UpstreamRoots {
     }
 }
 
-/// The client of one worker: plain http or rustls (aws-lc-rs) by the URL's scheme.
-pub(crate) type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
-
-/// The pooled upstream clients, one a worker thread: a client's connection tasks run where
-/// its requests are sent from, so a request that stays on its worker thread never hands its
+/// The upstream connection pools, one a worker thread: a connection's task runs where its
+/// requests are sent from, so a request that stays on its worker thread never hands its
 /// upstream connection to another thread.
 #[derive(Clone, Debug)]
 pub(crate) struct Clients {
-    per_worker: Arc<[UpstreamClient]>,
+    per_worker: Arc<[Arc<Pool>]>,
     roots: UpstreamRoots,
+    /// `scheme://authority` of the upstream.
+    target: Uri,
 }
 
 impl Clients {
-    /// `workers` clients (at least one) verifying an https upstream against `roots`.
-    pub(crate) fn new(roots: UpstreamRoots, workers: usize) -> Self {
+    /// `workers` pools (at least one) of connections to `upstream`, an https one verified
+    /// against `roots`.
+    pub(crate) fn new(upstream: &Upstream, roots: UpstreamRoots, workers: usize) -> Self {
+        let target = Uri::builder()
+            .scheme(upstream.scheme.clone())
+            .authority(upstream.authority.clone())
+            .path_and_query("/")
+            .build()
+            .expect("a scheme and an authority that parsed as a URI make one");
+        Self::for_target(target, roots, workers)
+    }
+
+    fn for_target(target: Uri, roots: UpstreamRoots, workers: usize) -> Self {
         let connector = connector(&roots);
         let per_worker = (0..workers.max(1))
-            .map(|_| Client::builder(TokioExecutor::new()).build(connector.clone()))
+            .map(|_| Arc::new(Pool::new(connector.clone(), target.clone())))
             .collect();
-        Self { per_worker, roots }
+        Self {
+            per_worker,
+            roots,
+            target,
+        }
     }
 
-    /// The same number of clients, verifying against `roots`.
+    /// The same number of pools, verifying against `roots`.
     pub(crate) fn with_roots(&self, roots: UpstreamRoots) -> Self {
-        Self::new(roots, self.per_worker.len())
+        Self::for_target(self.target.clone(), roots, self.per_worker.len())
     }
 
-    /// `workers` clients with the same roots.
+    /// `workers` pools with the same roots.
     pub(crate) fn with_workers(&self, workers: usize) -> Self {
-        Self::new(self.roots.clone(), workers)
+        Self::for_target(self.target.clone(), self.roots.clone(), workers)
     }
 
-    /// The client of the worker running on this thread; the first one on any other thread
+    /// The pool of the worker running on this thread; the first one on any other thread
     /// (a test's runtime, an embedding program's).
-    pub(crate) fn current(&self) -> &UpstreamClient {
+    pub(crate) fn current(&self) -> &Arc<Pool> {
         let index = crate::server::worker_index().unwrap_or(0);
         &self.per_worker[index % self.per_worker.len()]
     }
