@@ -92,3 +92,54 @@ async fn missing_layer_is_a_500_not_a_401() {
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(body.contains("is AuthLayer installed?"), "{body}");
 }
+
+/// The composition the README offers for the fewest instructions: the layer around the whole
+/// router (tower's `Layer::layer`) rather than `Router::layer`. The check then runs before
+/// routing: a path no route knows is refused as unauthenticated (401), not 404, and a
+/// handler's extractor still sees the principal, with state given first.
+#[tokio::test]
+async fn around_the_whole_router_the_check_runs_before_routing() {
+    use axum::extract::State;
+    use tower::Layer;
+
+    let router = Router::new()
+        .route(
+            "/whoami",
+            get(
+                |State(greeting): State<&'static str>, who: Authorization| async move {
+                    format!("{greeting} {}", who.subject())
+                },
+            ),
+        )
+        .with_state("hello");
+    let app = AuthLayer::new(authenticate).layer(router);
+    let call = |path: &'static str, token: Option<&'static str>| {
+        let app = app.clone();
+        async move {
+            let mut request = Request::get(path);
+            if let Some(token) = token {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            let response = app
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    assert_eq!(
+        call("/whoami", Some("t0ken")).await,
+        (StatusCode::OK, "hello ci".to_owned())
+    );
+    assert_eq!(call("/whoami", None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call("/no-such-route", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call("/no-such-route", Some("t0ken")).await.0,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -6,6 +6,7 @@
 //! hello-server --listen 127.0.0.1:9003 --mode noop-layer
 //! hello-server --listen 127.0.0.1:9001 --mode bearer --token TOKEN
 //! hello-server --listen 127.0.0.1:9002 --mode basic-cached --htpasswd FILE
+//! hello-server --listen 127.0.0.1:9004 --mode bearer --token TOKEN --compose around-router
 //! ```
 //!
 //! `bearer` checks `Authorization: Bearer TOKEN` with `StaticTokens`; `basic-cached` checks
@@ -14,17 +15,33 @@
 //! router with `Router::layer`: what axum's per-route layering costs with any middleware, the
 //! floor under `AuthLayer`'s rows. Bare mode is also the upstream of the gateway-vs-nginx
 //! comparison.
+//!
+//! `--compose` says how a layer goes on: `router-layer` (the default) with axum's
+//! `Router::layer`, which wraps each route (and the fallback) in its own boxed service, so
+//! that any layer, even the no-op one, adds a clone of a box and two futures to a request;
+//! `around-router` with tower's `Layer::layer` around the whole `Router`, as a
+//! `ServiceBuilder` or `tonic` stack composes it: the layer runs before routing and adds
+//! only itself. With `--mode bare`, both are the plain router.
 
-use std::{net::SocketAddr, process::ExitCode, time::Duration};
+use std::{convert::Infallible, io, net::SocketAddr, process::ExitCode, time::Duration};
 
-use axum::{Router, routing::any};
+use axum::{
+    Router, ServiceExt as _,
+    body::Body,
+    extract::Request,
+    response::{IntoResponse, Response},
+    routing::{Route, any},
+};
+use tokio::net::TcpListener;
+use tower_layer::Layer;
 use tower_mlflow_auth::{
     AuthLayer, Authorization, Scheme,
     authenticators::{Cached, Htpasswd, StaticTokens},
 };
+use tower_service::Service;
 
 const USAGE: &str = "usage: hello-server --listen ADDR --mode bare|noop-layer|bearer|basic-cached \
-                     [--token TOKEN] [--htpasswd FILE]";
+                     [--token TOKEN] [--htpasswd FILE] [--compose router-layer|around-router]";
 
 #[derive(Debug, Default)]
 struct Args {
@@ -32,6 +49,7 @@ struct Args {
     mode: Option<String>,
     token: Option<String>,
     htpasswd: Option<String>,
+    compose: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -46,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
             "--mode" => args.mode = Some(value),
             "--token" => args.token = Some(value),
             "--htpasswd" => args.htpasswd = Some(value),
+            "--compose" => args.compose = Some(value),
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
     }
@@ -56,18 +75,81 @@ async fn hello() -> &'static str {
     "hello"
 }
 
-fn app(args: &Args) -> Result<Router, String> {
+/// How a layer goes onto the router (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Compose {
+    RouterLayer,
+    AroundRouter,
+}
+
+impl Compose {
+    fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value {
+            None | Some("router-layer") => Ok(Self::RouterLayer),
+            Some("around-router") => Ok(Self::AroundRouter),
+            Some(other) => Err(format!(
+                "--compose: expected router-layer or around-router, got {other:?}"
+            )),
+        }
+    }
+}
+
+/// Serves `router` with `layer` on, composed as `how` says, until Ctrl-C. Generic rather than
+/// boxed: a boxed service would be cloned into a new box for every request.
+async fn serve<L>(listener: TcpListener, router: Router, layer: L, how: Compose) -> io::Result<()>
+where
+    L: Layer<Route> + Layer<Router> + Clone + Send + Sync + 'static,
+    <L as Layer<Route>>::Service:
+        Service<Request<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
+    <<L as Layer<Route>>::Service as Service<Request<Body>>>::Response: IntoResponse + 'static,
+    <<L as Layer<Route>>::Service as Service<Request<Body>>>::Future: Send + 'static,
+    <L as Layer<Router>>::Service:
+        Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    <<L as Layer<Router>>::Service as Service<Request<Body>>>::Future: Send + 'static,
+{
+    match how {
+        Compose::RouterLayer => {
+            axum::serve(listener, router.layer(layer))
+                .with_graceful_shutdown(stopped())
+                .await
+        }
+        Compose::AroundRouter => {
+            // `with_state` turns the handlers into routes once: a `Router` called as a service
+            // before it does so on every request (`axum::serve(listener, router)` does it once a
+            // connection).
+            let service = layer.layer(router.with_state(()));
+            axum::serve(listener, service.into_make_service())
+                .with_graceful_shutdown(stopped())
+                .await
+        }
+    }
+}
+
+async fn stopped() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn run(args: Args) -> Result<(), String> {
     let router = Router::new().route("/", any(hello)).fallback(any(hello));
-    match args.mode.as_deref() {
-        Some("bare") => Ok(router),
-        Some("noop-layer") => Ok(router.layer(tower_layer::Identity::new())),
+    let how = Compose::parse(args.compose.as_deref())?;
+    let listen = args.listen.ok_or(USAGE)?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("bind {listen}: {e}"))?;
+    let served = match args.mode.as_deref() {
+        Some("bare") => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopped())
+                .await
+        }
+        Some("noop-layer") => serve(listener, router, tower_layer::Identity::new(), how).await,
         Some("bearer") => {
             let token = args.token.clone().ok_or("--mode bearer needs --token")?;
             let tokens = StaticTokens::bearer()
                 .token(token, Authorization::new("bench", Scheme::Bearer))
                 .build()
                 .map_err(|e| e.to_string())?;
-            Ok(router.layer(AuthLayer::new(tokens)))
+            serve(listener, router, AuthLayer::new(tokens), how).await
         }
         Some("basic-cached") => {
             let path = args
@@ -79,29 +161,19 @@ fn app(args: &Args) -> Result<Router, String> {
                 .ttl(Duration::from_secs(60))
                 .build()
                 .map_err(|e| e.to_string())?;
-            Ok(router.layer(AuthLayer::new(cached)))
+            serve(listener, router, AuthLayer::new(cached), how).await
         }
-        _ => Err(USAGE.to_owned()),
-    }
+        _ => return Err(USAGE.to_owned()),
+    };
+    served.map_err(|e| e.to_string())
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let result = async {
-        let args = parse_args()?;
-        let app = app(&args)?;
-        let listen = args.listen.ok_or(USAGE)?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| format!("bind {listen}: {e}"))?;
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .map_err(|e| e.to_string())
-    }
-    .await;
+    let result = match parse_args() {
+        Ok(args) => run(args).await,
+        Err(error) => Err(error),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -25,8 +25,8 @@ use crate::{
 struct TokenDigest([u8; 32]);
 
 impl TokenDigest {
-    fn of(token: &str) -> Self {
-        Self(Sha256::digest(token.as_bytes()).into())
+    fn of(token: &[u8]) -> Self {
+        Self(Sha256::digest(token).into())
     }
 }
 
@@ -151,7 +151,7 @@ impl StaticTokens {
     }
 
     /// The principal for `token`, if it is one of the configured tokens.
-    fn lookup(&self, token: &str) -> Option<Authorization> {
+    fn lookup(&self, token: &[u8]) -> Option<Authorization> {
         self.inner.tokens.get(&TokenDigest::of(token)).cloned()
     }
 }
@@ -179,7 +179,7 @@ impl Authenticator for StaticTokens {
             // Another scheme, for another authenticator in a `first_of`.
             return None;
         }
-        self.lookup(credentials.expose_secret())
+        self.lookup(credentials.secret_bytes())
     }
 
     fn accepts(&self, credentials: &CredentialsRef<'_>) -> bool {
@@ -249,7 +249,7 @@ impl StaticTokensBuilder {
             self.error = Some(StaticTokensBuildError::InvalidCharacters { position });
             return self;
         }
-        self.insert(TokenDigest::of(token), position, principal)
+        self.insert(TokenDigest::of(token.as_bytes()), position, principal)
     }
 
     /// Accepts the token whose SHA-256 digest is `digest` and authenticates it as
@@ -391,8 +391,8 @@ mod tests {
 
     #[test]
     fn digests_differing_in_any_one_byte_are_unequal() {
-        let digest = TokenDigest::of("ci-token");
-        assert!(digest == TokenDigest::of("ci-token"));
+        let digest = TokenDigest::of(b"ci-token");
+        assert!(digest == TokenDigest::of(b"ci-token"));
         for at in 0..32 {
             let mut other = digest;
             other.0[at] ^= 0x01;

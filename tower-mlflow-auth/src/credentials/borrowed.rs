@@ -47,13 +47,11 @@ enum Repr<'a> {
     },
     /// Decoded from an `Authorization: Basic` header.
     Decoded(DecodedBasic),
-    Bearer {
-        token: &'a str,
-    },
-    Header {
-        name: HeaderName,
-        value: &'a str,
-    },
+    /// The token's bytes: visible ASCII (checked by the parser, or a `str`'s), so valid
+    /// UTF-8; kept as bytes so that a lookup by digest never converts them.
+    Bearer { token: &'a [u8] },
+    /// The value's bytes, as for `Bearer`.
+    Header { name: HeaderName, value: &'a [u8] },
 }
 
 impl<'a> CredentialsRef<'a> {
@@ -87,7 +85,8 @@ impl<'a> CredentialsRef<'a> {
         }))
     }
 
-    pub(super) fn bearer(token: &'a str) -> Self {
+    /// A bearer token already checked to be visible ASCII.
+    pub(super) fn bearer(token: &'a [u8]) -> Self {
         Self(Repr::Bearer { token })
     }
 
@@ -135,12 +134,14 @@ impl<'a> CredentialsRef<'a> {
     }
 
     /// The secret's bytes, what [`expose_secret`](ExposeSecret::expose_secret) returns
-    /// without its UTF-8 check.
-    #[cfg(feature = "cache")]
+    /// without its UTF-8 check: a digest or a cache key needs only bytes.
+    #[cfg(any(feature = "cache", feature = "static-tokens"))]
     pub(crate) fn secret_bytes(&self) -> &[u8] {
         match &self.0 {
+            Repr::Basic { password, .. } => password.as_bytes(),
             Repr::Decoded(decoded) => decoded.password_bytes(),
-            _ => self.expose_secret().as_bytes(),
+            Repr::Bearer { token } => token,
+            Repr::Header { value, .. } => value,
         }
     }
 
@@ -159,11 +160,11 @@ impl<'a> CredentialsRef<'a> {
                 password: SecretString::from(decoded.password()),
             },
             Repr::Bearer { token } => Credentials::Bearer {
-                token: SecretString::from(*token),
+                token: SecretString::from(utf8(token)),
             },
             Repr::Header { name, value } => Credentials::Header {
                 name: name.clone(),
-                value: SecretString::from(*value),
+                value: SecretString::from(utf8(value)),
             },
         }
     }
@@ -175,8 +176,8 @@ impl ExposeSecret<str> for CredentialsRef<'_> {
         match &self.0 {
             Repr::Basic { password, .. } => password,
             Repr::Decoded(decoded) => decoded.password(),
-            Repr::Bearer { token } => token,
-            Repr::Header { value, .. } => value,
+            Repr::Bearer { token } => utf8(token),
+            Repr::Header { value, .. } => utf8(value),
         }
     }
 }
@@ -189,11 +190,11 @@ impl<'a> From<&'a Credentials> for CredentialsRef<'a> {
                 password: password.expose_secret(),
             },
             Credentials::Bearer { token } => Repr::Bearer {
-                token: token.expose_secret(),
+                token: token.expose_secret().as_bytes(),
             },
             Credentials::Header { name, value } => Repr::Header {
                 name: name.clone(),
-                value: value.expose_secret(),
+                value: value.expose_secret().as_bytes(),
             },
         })
     }
@@ -255,12 +256,12 @@ impl DecodedBasic {
             .iter()
             .position(|&b| b == b':')
             .ok_or(malformed(Malformed::MissingColon))?;
-        let (username, password) = (&text[..colon], &text[colon + 1..]);
-        if username.is_empty() {
+        if colon == 0 {
             return Err(malformed(Malformed::Empty));
         }
-        // The only UTF-8 check: the accessors below rely on it.
-        if std::str::from_utf8(username).is_err() || std::str::from_utf8(password).is_err() {
+        // The only UTF-8 check: the accessors below rely on it. One pass over both sides: a
+        // UTF-8 text cut at an ASCII byte leaves two UTF-8 texts.
+        if std::str::from_utf8(text).is_err() {
             return Err(malformed(Malformed::NotUtf8));
         }
         decoded.colon = colon;
@@ -300,8 +301,9 @@ impl DecodedBasic {
     }
 }
 
-/// Text [`DecodedBasic::decode`] has checked: ASCII is checked again in a few instructions
-/// a word, and the `""` for text that is not UTF-8 cannot happen.
+/// Text already checked, by [`DecodedBasic::decode`] (UTF-8) or the header parser (visible
+/// ASCII): checked again in a few instructions a word, and the `""` for text that is not
+/// UTF-8 cannot happen.
 fn utf8(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or_default()
 }
