@@ -7,30 +7,39 @@
 //! ```
 //!
 //! `--workers` threads (default: the number of cores), each a `current_thread` runtime with
-//! its own `SO_REUSEPORT` listener and its own pooled hyper-util client, as the gateway's
-//! workers; HTTP/1 only. Method, path, headers and body go to the upstream unchanged and the
-//! response streams back; an upstream failure is a 502.
+//! its own `SO_REUSEPORT` listener and its own list of idle upstream connections
+//! (`hyper::client::conn::http1`), as the gateway's workers have since its own pool replaced
+//! hyper-util's legacy client; HTTP/1 only. Here the list is a worker's alone, on a
+//! `LocalSet`, so it needs no lock. Method, origin-form target, headers and body go to the
+//! upstream unchanged and the response streams back; a connection goes back to the list when
+//! its response body has been read to the end. An upstream failure is a 502 (no retry: this
+//! is a benchmark's floor, not a proxy to deploy).
 
 use std::{
+    cell::RefCell,
     convert::Infallible,
     io,
     net::SocketAddr,
     num::NonZeroUsize,
+    pin::Pin,
     process::ExitCode,
+    rc::Rc,
+    task::{Context, Poll},
     thread::{self, JoinHandle},
 };
 
 use hyper::{
-    Request, Response, StatusCode, Uri,
+    Request, Response, StatusCode,
     body::{Body, Bytes, Frame, Incoming, SizeHint},
+    client::conn::http1::{self as client, SendRequest},
     server::conn::http1,
     service::service_fn,
 };
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioIo},
+use hyper_util::rt::TokioIo;
+use tokio::{
+    net::{TcpListener, TcpSocket, TcpStream},
+    task::LocalSet,
 };
-use tokio::net::{TcpListener, TcpSocket};
 
 const USAGE: &str = "usage: floor-proxy --listen ADDR --upstream HOST:PORT [--workers N]";
 
@@ -92,9 +101,16 @@ fn listeners(addr: SocketAddr, workers: NonZeroUsize) -> io::Result<Vec<std::net
         .collect()
 }
 
-/// The upstream's response body, or the 502's (empty).
+/// A worker's idle upstream connections, the most recently used last.
+type Idle = Rc<RefCell<Vec<SendRequest<Incoming>>>>;
+
+/// The upstream's response body, which hands its connection back to the worker's list at
+/// its end; or the 502's (empty).
 enum FloorBody {
-    Upstream(Incoming),
+    Upstream {
+        body: Incoming,
+        connection: Option<(SendRequest<Incoming>, Idle)>,
+    },
     Empty,
 }
 
@@ -103,31 +119,89 @@ impl Body for FloorBody {
     type Error = hyper::Error;
 
     fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            Self::Upstream(body) => std::pin::Pin::new(body).poll_frame(cx),
-            Self::Empty => std::task::Poll::Ready(None),
+            Self::Upstream { body, connection } => {
+                let frame = Pin::new(&mut *body).poll_frame(cx);
+                let ended = match &frame {
+                    Poll::Ready(None) => true,
+                    Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+                    // A failed body leaves its connection unusable: dropped below, never reused.
+                    Poll::Ready(Some(Err(_))) => {
+                        connection.take();
+                        false
+                    }
+                    Poll::Pending => false,
+                };
+                if ended && let Some((sender, idle)) = connection.take() {
+                    idle.borrow_mut().push(sender);
+                }
+                frame
+            }
+            Self::Empty => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Self::Upstream(body) => body.is_end_stream(),
+            Self::Upstream { body, .. } => body.is_end_stream(),
             Self::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Self::Upstream(body) => body.size_hint(),
+            Self::Upstream { body, .. } => body.size_hint(),
             Self::Empty => SizeHint::with_exact(0),
         }
     }
 }
 
-/// One worker: its runtime, its listener, its client.
+/// A new HTTP/1 connection to `upstream`, its driver spawned on the worker's `LocalSet`.
+async fn connect(upstream: &str) -> Option<SendRequest<Incoming>> {
+    let stream = TcpStream::connect(upstream).await.ok()?;
+    stream.set_nodelay(true).ok()?;
+    let (sender, connection) = client::handshake(TokioIo::new(stream)).await.ok()?;
+    tokio::task::spawn_local(async move {
+        let _ = connection.await;
+    });
+    Some(sender)
+}
+
+/// Sends `request` on an idle connection (dropping those the upstream closed) or a new one.
+async fn forward(
+    idle: Idle,
+    upstream: Rc<str>,
+    request: Request<Incoming>,
+) -> Option<Response<FloorBody>> {
+    let mut sender = loop {
+        let reused = idle.borrow_mut().pop();
+        match reused {
+            Some(mut sender) => {
+                if sender.ready().await.is_ok() {
+                    break sender;
+                }
+            }
+            None => break connect(&upstream).await?,
+        }
+    };
+    let response = sender.send_request(request).await.ok()?;
+    let (head, body) = response.into_parts();
+    let connection = if body.is_end_stream() {
+        idle.borrow_mut().push(sender);
+        None
+    } else {
+        Some((sender, idle))
+    };
+    Some(Response::from_parts(
+        head,
+        FloorBody::Upstream { body, connection },
+    ))
+}
+
+/// One worker: its runtime, its listener, its idle connections.
 fn worker(
     listener: std::net::TcpListener,
     upstream: hyper::http::uri::Authority,
@@ -135,39 +209,23 @@ fn worker(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    LocalSet::new().block_on(&runtime, async move {
         let listener = TcpListener::from_std(listener)?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client: Client<HttpConnector, Incoming> =
-            Client::builder(TokioExecutor::new()).build(connector);
+        let idle: Idle = Rc::default();
+        let upstream: Rc<str> = Rc::from(upstream.as_str());
         loop {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
-            let (client, upstream) = (client.clone(), upstream.clone());
-            tokio::spawn(async move {
-                let service = service_fn(move |mut request: Request<Incoming>| {
-                    let mut uri = Uri::builder().scheme("http").authority(upstream.clone());
-                    if let Some(path) = request.uri().path_and_query() {
-                        uri = uri.path_and_query(path.clone());
-                    }
-                    let forwarded = uri.build().map(|uri| {
-                        *request.uri_mut() = uri;
-                        client.request(request)
-                    });
+            let (idle, upstream) = (Rc::clone(&idle), Rc::clone(&upstream));
+            tokio::task::spawn_local(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let forwarded = forward(Rc::clone(&idle), Rc::clone(&upstream), request);
                     async move {
-                        let response = match forwarded {
-                            Ok(forwarded) => forwarded.await.ok(),
-                            Err(_) => None,
-                        };
-                        Ok::<_, Infallible>(match response {
-                            Some(response) => response.map(FloorBody::Upstream),
-                            None => {
-                                let mut bad = Response::new(FloorBody::Empty);
-                                *bad.status_mut() = StatusCode::BAD_GATEWAY;
-                                bad
-                            }
-                        })
+                        Ok::<_, Infallible>(forwarded.await.unwrap_or_else(|| {
+                            let mut bad = Response::new(FloorBody::Empty);
+                            *bad.status_mut() = StatusCode::BAD_GATEWAY;
+                            bad
+                        }))
                     }
                 });
                 let _ = http1::Builder::new()
