@@ -139,7 +139,10 @@ where
         loop {
             let (mut sender, reused) = match self.checkout() {
                 Some(sender) => (sender, true),
-                None => (self.connect().await?, false),
+                // Boxed: the connector's and the handshake's states are most of a kilobyte and a
+                // half, needed once a connection but otherwise carried (and moved, as the
+                // future is built, wrapped in a timeout and boxed) by every request's future.
+                None => (Box::pin(self.connect()).await?, false),
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
