@@ -45,11 +45,19 @@ fn app() -> Router {
 }
 
 async fn send(path: &str, token: Option<&str>) -> (StatusCode, Option<String>, String) {
+    send_to(app(), path, token).await
+}
+
+/// `GET path` (with `token` as a bearer credential) through `app`: status, content type, body.
+async fn send_to<S>(app: S, path: &str, token: Option<&str>) -> (StatusCode, Option<String>, String)
+where
+    S: tower::Service<Request<Body>, Response = http::Response<Body>, Error = Infallible>,
+{
     let mut request = Request::get(path);
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
-    let response = app()
+    let response = app
         .oneshot(request.body(Body::empty()).unwrap())
         .await
         .unwrap();
@@ -113,20 +121,11 @@ async fn around_the_whole_router_the_check_runs_before_routing() {
         )
         .with_state("hello");
     let app = AuthLayer::new(authenticate).layer(router);
-    let call = |path: &'static str, token: Option<&'static str>| {
+    let call = |path, token| {
         let app = app.clone();
         async move {
-            let mut request = Request::get(path);
-            if let Some(token) = token {
-                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-            }
-            let response = app
-                .oneshot(request.body(Body::empty()).unwrap())
-                .await
-                .unwrap();
-            let status = response.status();
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            (status, String::from_utf8(body.to_vec()).unwrap())
+            let (status, _, body) = send_to(app, path, token).await;
+            (status, body)
         }
     };
     assert_eq!(
