@@ -12,17 +12,12 @@ use std::{
     task::{Context, Poll},
 };
 
-use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 use tokio::{sync::Notify, time::Instant};
 use tower_service::Service;
 
-use crate::{
-    config::Limits,
-    proxy::{BoxError, ProxyBody},
-};
+use crate::config::Limits;
 
 /// One connection's requests.
 #[derive(Debug)]
@@ -142,12 +137,11 @@ impl<S> Tracked<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for Tracked<S>
+impl<S, B, ResBody> Service<Request<B>> for Tracked<S>
 where
-    S: Service<Request<B>, Response = Response<ProxyBody>, Error = Infallible>,
-    S::Future: Send + 'static,
+    S: Service<Request<B>, Response = Response<ResBody>, Error = Infallible>,
 {
-    type Response = Response<ProxyBody>;
+    type Response = Response<TrackedBody<ResBody>>;
     type Error = Infallible;
     type Future = TrackedFuture<S::Future>;
 
@@ -168,7 +162,8 @@ where
 
 pin_project_lite::pin_project! {
     /// The future of [`Tracked`]: the inner response, its body wrapped to keep the request
-    /// in flight (a named future, not a boxed one: one allocation less per request).
+    /// in flight (a named future and a named body, not boxed ones: no allocation per
+    /// request).
     pub(crate) struct TrackedFuture<F> {
         #[pin]
         inner: F,
@@ -176,44 +171,42 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F> Future for TrackedFuture<F>
+impl<F, B> Future for TrackedFuture<F>
 where
-    F: Future<Output = Result<Response<ProxyBody>, Infallible>>,
+    F: Future<Output = Result<Response<B>, Infallible>>,
 {
-    type Output = F::Output;
+    type Output = Result<Response<TrackedBody<B>>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = std::task::ready!(this.inner.poll(cx))?;
         // Taken once: a future is not polled again after it is ready.
-        let Some(in_flight) = this.in_flight.take() else {
-            return Poll::Ready(Ok(response));
-        };
-        Poll::Ready(Ok(response.map(|body| {
-            TrackedBody {
-                inner: body,
-                _in_flight: in_flight,
-            }
-            .boxed()
+        let in_flight = this.in_flight.take();
+        Poll::Ready(Ok(response.map(|inner| TrackedBody {
+            inner,
+            _in_flight: in_flight,
         })))
     }
 }
 
-/// A response body that keeps its request in flight until it is dropped.
-struct TrackedBody {
-    inner: ProxyBody,
-    _in_flight: InFlight,
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request in flight until it is dropped.
+    pub(crate) struct TrackedBody<B> {
+        #[pin]
+        inner: B,
+        _in_flight: Option<InFlight>,
+    }
 }
 
-impl Body for TrackedBody {
-    type Data = Bytes;
-    type Error = BoxError;
+impl<B: Body> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        self.project().inner.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -229,6 +222,7 @@ impl Body for TrackedBody {
 mod tests {
     use std::time::Duration;
 
+    use bytes::Bytes;
     use http_body_util::Full;
 
     use super::*;
@@ -322,9 +316,7 @@ mod tests {
     async fn a_request_lasts_until_its_body_is_dropped() {
         let activity = Activity::new();
         let service = tower::service_fn(|_: Request<()>| async {
-            Ok::<_, Infallible>(Response::new(
-                Full::from("body").map_err(|never| match never {}).boxed(),
-            ))
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("body")))
         });
         let mut tracked = Tracked::new(service, activity.clone());
         let response = tracked.call(Request::new(())).await.unwrap();

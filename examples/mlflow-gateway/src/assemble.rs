@@ -9,7 +9,7 @@ use std::{
 use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
-use tower::{Layer as _, ServiceBuilder, util::BoxCloneService};
+use tower::{Layer as _, ServiceBuilder};
 use tower_mlflow_auth::{
     AuthLayer, AuthRejection, Authenticator, Authorization, BoxAuthenticator, Challenge,
     Credentials, CredentialsRef, InvalidRealm, OriginCheckLayer, RejectionResponse,
@@ -30,7 +30,7 @@ use crate::{
     forwarded::ClientIpKey,
     metrics::{self, Metrics, Observed},
     proxy::{Proxy, ProxyBody, UpstreamRoots},
-    server::{self, Listeners},
+    server::{ErasedStack, Listeners},
     sso::{self, Sso, SsoError, SsoLayer, SsoOriginLayer},
     tls::{TlsFilesError, TlsListener},
     tokens::TokensFile,
@@ -41,7 +41,7 @@ use crate::{
 pub struct Gateway {
     /// One a worker thread (`--workers`).
     listeners: Listeners,
-    service: BoxCloneService<Request<Incoming>, Response<ProxyBody>, Infallible>,
+    stack: ErasedStack,
     config: Config,
     pub(crate) tls: Option<TlsListener>,
     /// With delegation: the client for the start-up check that MLflow refuses unsigned requests.
@@ -129,15 +129,15 @@ impl Gateway {
             workers = self.listeners.workers(),
             "mlflow-gateway ready"
         );
-        server::serve(
-            self.listeners,
-            self.service,
-            self.config.limits,
-            self.tls,
-            self.metrics,
-            shutdown,
-        )
-        .await;
+        self.stack
+            .serve(
+                self.listeners,
+                self.config.limits,
+                self.tls,
+                self.metrics,
+                shutdown,
+            )
+            .await;
         if let Some(follower) = follower {
             follower.abort();
         }
@@ -233,10 +233,10 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
             SsoLayer::new(sso, direct),
         )
     });
-    let service = BoxCloneService::new(edge(access_log, origin_check, sso, throttle, layer, proxy));
+    let stack = ErasedStack::new(edge(access_log, origin_check, sso, throttle, layer, proxy));
     Ok(Gateway {
         listeners,
-        service,
+        stack,
         config: config.clone(),
         tls,
         upstream_check,
@@ -308,10 +308,8 @@ fn edge(
     let (sso_origin, sso) = sso.unzip();
     ServiceBuilder::new()
         .layer(access_log)
-        .map_response(|response: Response<EdgeBody>| response.map(|body| body.0))
         .option_layer(sso_origin)
         .layer(origin_check)
-        .map_response(|response: Response<ProxyBody>| response.map(EdgeBody))
         .option_layer(sso)
         .option_layer(throttle)
         .layer(auth)
@@ -320,20 +318,6 @@ fn edge(
         // Inside AuthLayer: the accepted principal, for the access log.
         .layer(RecordPrincipalLayer)
         .service(proxy)
-}
-
-/// [`ProxyBody`] with the `From<&'static str>` that the origin check renders its 403 with.
-struct EdgeBody(ProxyBody);
-
-impl From<&'static str> for EdgeBody {
-    fn from(text: &'static str) -> Self {
-        use http_body_util::BodyExt;
-        Self(
-            http_body_util::Full::from(text)
-                .map_err(|never| match never {})
-                .boxed(),
-        )
-    }
 }
 
 /// The `AuthLayer`'s rejection bodies: empty as before, or JSON with browser sign-in, for

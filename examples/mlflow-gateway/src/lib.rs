@@ -11,6 +11,7 @@ mod access_log;
 mod activity;
 mod assemble;
 pub mod assertion;
+mod body;
 mod check;
 mod config;
 mod flags;

@@ -11,12 +11,10 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
 use http::{
     HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode,
     header::{self, AUTHORIZATION},
 };
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use tower_mlflow_auth::{Authorization, Challenge, Scheme};
 use tower_service::Service;
@@ -32,9 +30,7 @@ use crate::{
 /// Errors of a streamed body, boxed.
 pub use tower_mlflow_core::BoxError;
 
-/// The response body: the upstream's, streamed, or a short local message.
-pub type ProxyBody = BoxBody<Bytes, BoxError>;
-
+pub use crate::body::ProxyBody;
 pub use crate::forwarded::{InvalidTrustedProxy, TrustedProxy};
 pub use crate::upstream::{InvalidUpstream, InvalidUpstreamCa, Upstream, UpstreamRoots};
 
@@ -335,15 +331,12 @@ impl Service<Request<Incoming>> for Proxy {
                     let (mut parts, _empty) = response.into_parts();
                     remove_hop_by_hop(&mut parts.headers);
                     set_websocket_upgrade(&mut parts.headers);
-                    Ok(Response::from_parts(parts, empty()))
+                    Ok(Response::from_parts(parts, ProxyBody::empty()))
                 }
                 Ok(Ok(response)) => {
                     let (mut parts, body) = response.into_parts();
                     remove_hop_by_hop(&mut parts.headers);
-                    Ok(Response::from_parts(
-                        parts,
-                        body.map_err(BoxError::from).boxed(),
-                    ))
+                    Ok(Response::from_parts(parts, ProxyBody::upstream(body)))
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(%error, "upstream request failed");
@@ -380,13 +373,6 @@ fn is_websocket_upgrade<B>(request: &Request<B>) -> bool {
         && has_token(header::UPGRADE, "websocket")
 }
 
-/// An empty body.
-fn empty() -> ProxyBody {
-    http_body_util::Empty::new()
-        .map_err(|never| match never {})
-        .boxed()
-}
-
 /// A request the proxy answers itself.
 #[derive(Debug)]
 struct Refused {
@@ -418,7 +404,7 @@ impl Refused {
 
 /// A short plain-text response made by the gateway itself.
 fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
-    let mut response = Response::new(Full::from(text).map_err(|never| match never {}).boxed());
+    let mut response = Response::new(ProxyBody::from(text));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -8,9 +8,11 @@
 use std::{
     cell::{Cell, RefCell},
     convert::Infallible,
+    fmt,
     future::Future,
     io,
     net::SocketAddr,
+    pin::Pin,
     sync::Arc,
     task::{Context, Poll, Waker},
     time::Duration,
@@ -28,13 +30,13 @@ use hyper_util::{
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpSocket, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch},
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch},
 };
-use tower::{ServiceBuilder, ServiceExt as _, util::Oneshot};
+use tower::{ServiceExt as _, util::Oneshot};
 use tower_service::Service;
 
 use crate::{
-    activity::{Activity, Tracked},
+    activity::{Activity, Tracked, TrackedBody},
     config::Limits,
     metrics::Metrics,
     proxy::{PeerAddr, ProxyBody},
@@ -164,6 +166,71 @@ fn listen(socket: TcpSocket, addr: SocketAddr) -> io::Result<std::net::TcpListen
 /// What connections ask, and what the tower stack answers.
 type Req = Request<Incoming>;
 type Answer = Response<ProxyBody>;
+/// What hyper sends: the answer, its body keeping the connection's request in flight.
+type Sent = Response<TrackedBody<ProxyBody>>;
+
+/// The tower stack, its type erased once for the whole server instead of once a request: the
+/// serve loop is compiled for the stack's own type, so no request's future is boxed (a
+/// `BoxCloneService` boxes every one: an allocation, a copy of the future and a virtual call).
+pub(crate) struct ErasedStack {
+    serve: Box<ServeFn>,
+}
+
+/// [`serve`], the stack's type fixed inside.
+type ServeFn =
+    dyn FnOnce(Listeners, Limits, Option<TlsListener>, Arc<Metrics>, Signal) -> Served + Send;
+
+/// The shutdown signal [`ErasedStack`] passes on to [`serve`].
+type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// [`serve`]'s future, for [`ErasedStack`].
+type Served = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl ErasedStack {
+    pub(crate) fn new<S>(service: S) -> Self
+    where
+        S: Service<Req, Response = Answer, Error = Infallible> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        Self {
+            serve: Box::new(move |listeners, limits, tls, metrics, shutdown| {
+                Box::pin(serve(listeners, service, limits, tls, metrics, shutdown))
+            }),
+        }
+    }
+
+    /// [`serve`] with this stack.
+    pub(crate) async fn serve(
+        self,
+        listeners: Listeners,
+        limits: Limits,
+        tls: Option<TlsListener>,
+        metrics: Arc<Metrics>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        // The caller's signal need not be `Send`: it stays here and is relayed.
+        let (signal, signalled) = oneshot::channel::<()>();
+        let relayed = Box::pin(async move {
+            let _ = signalled.await;
+        });
+        let serving = (self.serve)(listeners, limits, tls, metrics, relayed);
+        let relay = async move {
+            shutdown.await;
+            let _ = signal.send(());
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = serving => {}
+            () = relay => {}
+        }
+    }
+}
+
+impl fmt::Debug for ErasedStack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErasedStack").finish_non_exhaustive()
+    }
+}
 
 /// What every worker shares.
 struct Shared {
@@ -358,20 +425,9 @@ async fn accepted<S>(
     // The slot lives in the scope: held by this connection's service, and by any tunnel
     // one of its requests becomes.
     let scope = TunnelScope::new(slot, limits.idle_timeout, shared.closing.subscribe());
-    let per_connection = ServiceBuilder::new()
-        .map_request(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(PeerAddr(peer));
-            // Only a WebSocket upgrade can become a tunnel, and only a tunnel needs the scope
-            // (the proxy checks the whole handshake); an `Upgrade` header is the cheap test
-            // that spares every other request a clone and an extension.
-            if request.headers().contains_key(header::UPGRADE) {
-                request.extensions_mut().insert(scope.clone());
-            }
-            request
-        })
-        .service(Tracked::new(service, activity.clone()));
+    let service = InPlace::new(Tracked::new(service, activity.clone()), peer, scope);
     let connection = Connection {
-        service: per_connection,
+        service,
         builder: &shared.builder,
         watchers,
         activity,
@@ -432,7 +488,7 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 /// `idle_timeout` after one (over HTTP/1, for the shorter of the two: the next request's
 /// head is what is awaited); or until the drain period after a shutdown signal is over.
 struct Connection<'a, S> {
-    service: S,
+    service: InPlace<S>,
     builder: &'a auto::Builder<TokioExecutor>,
     watchers: Watchers,
     activity: Arc<Activity>,
@@ -441,7 +497,7 @@ struct Connection<'a, S> {
 
 impl<S> Connection<'_, S>
 where
-    S: Service<Req, Response = Answer, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Req, Response = Sent, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     async fn serve<I>(self, io: I)
@@ -456,7 +512,7 @@ where
             limits,
         } = self;
         let served = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), InPlace(RefCell::new(service)))
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
             .into_owned();
         let Watchers {
             graceful,
@@ -512,18 +568,43 @@ where
 /// connection's task, one call at a time, so a `RefCell` does. The stack is always ready (no
 /// layer of it holds requests back); should it ever not be, that request gets a clone driven
 /// to readiness, as before.
-struct InPlace<S>(RefCell<S>);
+///
+/// It also puts what the connection knows into each request's extensions (the peer's
+/// address, and for a WebSocket handshake the tunnel scope) itself, rather than through a
+/// `map_request` layer that would move each request once more.
+struct InPlace<S> {
+    service: RefCell<S>,
+    peer: PeerAddr,
+    scope: TunnelScope,
+}
+
+impl<S> InPlace<S> {
+    fn new(service: S, peer: SocketAddr, scope: TunnelScope) -> Self {
+        Self {
+            service: RefCell::new(service),
+            peer: PeerAddr(peer),
+            scope,
+        }
+    }
+}
 
 impl<S> hyper::service::Service<Req> for InPlace<S>
 where
-    S: Service<Req, Response = Answer, Error = Infallible> + Clone,
+    S: Service<Req, Response = Sent, Error = Infallible> + Clone,
 {
-    type Response = Answer;
+    type Response = Sent;
     type Error = Infallible;
     type Future = InPlaceFuture<S>;
 
-    fn call(&self, request: Req) -> Self::Future {
-        let mut service = self.0.borrow_mut();
+    fn call(&self, mut request: Req) -> Self::Future {
+        request.extensions_mut().insert(self.peer);
+        // Only a WebSocket upgrade can become a tunnel, and only a tunnel needs the scope (the
+        // proxy checks the whole handshake); an `Upgrade` header is the cheap test that spares
+        // every other request a clone and an extension.
+        if request.headers().contains_key(header::UPGRADE) {
+            request.extensions_mut().insert(self.scope.clone());
+        }
+        let mut service = self.service.borrow_mut();
         match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(Ok(())) => InPlaceFuture::Ready {
                 future: service.call(request),

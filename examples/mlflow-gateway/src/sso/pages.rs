@@ -5,7 +5,6 @@ use std::fmt::{self, Write as _};
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::{BodyExt as _, Full};
 use tower_mlflow_auth::AuthRejection;
 
 use crate::proxy::ProxyBody;
@@ -185,7 +184,7 @@ pub(crate) fn no_store(response: &mut Response<ProxyBody>) {
 }
 
 fn respond(status: StatusCode, body: Bytes, content_type: &'static str) -> Response<ProxyBody> {
-    let mut response = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
+    let mut response = Response::new(ProxyBody::from(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -199,6 +198,8 @@ fn respond(status: StatusCode, body: Bytes, content_type: &'static str) -> Respo
 
 #[cfg(test)]
 mod tests {
+    use http_body_util::BodyExt as _;
+
     use super::*;
 
     async fn text(response: Response<ProxyBody>) -> String {

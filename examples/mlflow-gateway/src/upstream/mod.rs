@@ -15,6 +15,7 @@ use rustls_pki_types::{CertificateDer, pem::PemObject};
 use tower_mlflow_core::BoxError;
 
 use self::pool::Pool;
+pub(crate) use self::pool::PooledBody;
 
 /// Where requests go: an `http[s]://host:port[/base]` URL.
 #[derive(Clone, Debug)]
