@@ -18,6 +18,7 @@ mod flags;
 mod forwarded;
 pub mod logging;
 mod metrics;
+mod on_wake;
 pub mod proxy;
 mod server;
 mod sso;

@@ -22,10 +22,7 @@ use http::{Request, Response, header};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{
-        conn::auto,
-        graceful::{GracefulShutdown, Watcher},
-    },
+    server::conn::auto,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -39,6 +36,7 @@ use crate::{
     activity::{Activity, Tracked, TrackedBody},
     config::Limits,
     metrics::Metrics,
+    on_wake::OnWake,
     proxy::{PeerAddr, ProxyBody},
     tls::TlsListener,
     tunnel::TunnelScope,
@@ -364,7 +362,6 @@ where
                 return;
             }
         };
-        let graceful = GracefulShutdown::new();
         loop {
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -388,7 +385,7 @@ where
                 _ = stop.wait_for(|stop| *stop) => break,
             };
             let watchers = Watchers {
-                graceful: graceful.watcher(),
+                stop: stop.clone(),
                 closing: shared.closing.subscribe(),
             };
             let shared = Arc::clone(&shared);
@@ -399,8 +396,6 @@ where
         }
         drop(listener);
         drop(accepting);
-        // Sent when polled: finish the requests in flight, accept no more on any connection.
-        tokio::spawn(graceful.shutdown());
         let _ = exit.wait_for(|exit| *exit).await;
     }
 }
@@ -457,10 +452,10 @@ async fn accepted<S>(
     }
 }
 
-/// What a connection watches for shutdown: hyper's graceful signal (finish the requests in
-/// flight, accept no more), then the end of the drain period (close at once).
+/// What a connection watches for shutdown: the worker's stop (finish the requests in flight,
+/// accept no more), then the end of the drain period (close at once).
 struct Watchers {
-    graceful: Watcher,
+    stop: watch::Receiver<bool>,
     closing: watch::Receiver<bool>,
 }
 
@@ -514,27 +509,35 @@ where
         let served = builder
             .serve_connection_with_upgrades(TokioIo::new(io), service)
             .into_owned();
+        tokio::pin!(served);
         let Watchers {
-            graceful,
+            mut stop,
             mut closing,
         } = watchers;
-        let served = graceful.watch(served);
-        tokio::pin!(served);
-        // One timer and one wait for the drain's end for the whole connection, not one of each
-        // per wake-up (a connection wakes about twice a request: registering and removing a
-        // timer, and a waiter on the watch channel, cost more than the rest of this loop).
-        // The timer is lazy: requests only ever move the true expiry later, so it fires at or
-        // before it, and is then set again to what is left, or closes the connection.
+        // One timer for the whole connection, not one per wake-up. The timer is lazy: requests
+        // only ever move the true expiry later, so it fires at or before it, and is then set
+        // again to what is left, or closes the connection.
         let timer = tokio::time::sleep_until(activity.deadline(&limits));
         tokio::pin!(timer);
-        // `Err` too: the server is gone.
-        let drain_over = closing.wait_for(|closing| *closing);
-        tokio::pin!(drain_over);
+        let mut stopping = false;
         loop {
-            // Polled on every wake-up of the connection, so only what can still happen: after
-            // the first request, `changed` never fires again. The connection goes first.
+            // What can still happen besides the connection's own progress: after the first
+            // request, `changed` never fires again. A connection wakes a few times a request,
+            // and polling these each time would register their wakers again (a lock for a
+            // `watch` wait); in `OnWake`, they are polled only when one of them woke the task.
             let first_request_pending = !activity.seen_request();
-            tokio::select! {
+            let events = OnWake::new(async {
+                tokio::select! {
+                    biased;
+                    // `Err` too: the server is gone.
+                    _ = stop.wait_for(|stop| *stop), if !stopping => Event::Stop,
+                    _ = closing.wait_for(|closing| *closing) => Event::DrainOver,
+                    () = activity.changed(), if first_request_pending => Event::FirstRequest,
+                    () = &mut timer => Event::Timer,
+                }
+            });
+            // The connection goes first.
+            let event = tokio::select! {
                 biased;
                 ended = &mut served => {
                     if let Err(error) = ended {
@@ -542,15 +545,21 @@ where
                     }
                     return;
                 }
-                // The limit is now `idle_timeout`, which may be shorter than `header_timeout`.
-                () = activity.changed(), if first_request_pending => {
-                    timer.as_mut().reset(activity.deadline(&limits));
+                event = events => event,
+            };
+            match event {
+                // Finish the requests in flight, then close; HTTP/2 sends GOAWAY.
+                Event::Stop => {
+                    stopping = true;
+                    served.as_mut().graceful_shutdown();
                 }
-                _ = &mut drain_over => {
+                Event::DrainOver => {
                     tracing::debug!("closing a connection: the drain period is over");
                     return;
                 }
-                () = &mut timer => {
+                // The limit is now `idle_timeout`, which may be shorter than `header_timeout`.
+                Event::FirstRequest => timer.as_mut().reset(activity.deadline(&limits)),
+                Event::Timer => {
                     if activity.expired(&limits) {
                         tracing::debug!("closing an idle connection");
                         return;
@@ -560,6 +569,18 @@ where
             }
         }
     }
+}
+
+/// What besides its own progress ends or changes a connection.
+enum Event {
+    /// The server stopped accepting: shut down gracefully.
+    Stop,
+    /// The drain period is over: close at once.
+    DrainOver,
+    /// The first request came: from now on the idle limit applies.
+    FirstRequest,
+    /// The idle timer fired (perhaps early: it is lazy).
+    Timer,
 }
 
 /// The tower stack as hyper's service, called in place. hyper's `call` takes `&self`, and

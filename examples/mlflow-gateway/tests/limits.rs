@@ -175,6 +175,66 @@ async fn shutdown_lets_a_request_in_flight_finish() {
     assert!(text.ends_with("slow"), "{text}");
 }
 
+/// An upstream that answers every request on a connection after `delay`, keeping it alive.
+async fn slow_keep_alive_upstream(delay: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0; 4096];
+                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {
+                    tokio::time::sleep(delay).await;
+                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn at_shutdown_an_idle_connection_closes_at_once_and_a_busy_one_after_its_answer() {
+    let upstream = slow_keep_alive_upstream(Duration::from_secs(1)).await;
+    let (gateway, _dir) = start(upstream, &[]);
+    let request = format!(
+        "GET /api/2.0/mlflow/experiments/search HTTP/1.1\r\nHost: gateway\r\n\
+         Authorization: {ALICE}\r\n\r\n"
+    );
+    // Kept alive after one answer, then idle.
+    let mut idle = TcpStream::connect(gateway.addr()).await.unwrap();
+    idle.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0; 4096];
+    while !answer.ends_with(b"slow") {
+        let n = idle.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before its answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let mut busy = TcpStream::connect(gateway.addr()).await.unwrap();
+    busy.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let stopped = Instant::now();
+    drop(gateway);
+    // Far sooner than the 30 s drain period, which would close both anyway.
+    let idle_seen = read_until_closed(&mut idle, Duration::from_secs(5))
+        .await
+        .expect("the idle connection was still open 5 s after the shutdown");
+    assert!(idle_seen.is_empty(), "{}", String::from_utf8_lossy(&idle_seen));
+    let busy_seen = read_until_closed(&mut busy, Duration::from_secs(5))
+        .await
+        .expect("the busy connection was still open 5 s after the shutdown");
+    let text = String::from_utf8_lossy(&busy_seen).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+    assert!(text.ends_with("slow"), "{text}");
+    assert!(stopped.elapsed() < Duration::from_secs(5));
+}
+
 #[tokio::test]
 async fn an_idle_http1_connection_is_closed_after_the_idle_timeout() {
     let (gateway, _dir) = start(closed_port(), &["--idle-timeout", "1"]);
