@@ -142,39 +142,6 @@ async fn beyond_max_connections_a_connection_waits_until_one_closes() {
     assert!(text.starts_with("HTTP/1.1 502"), "{text}");
 }
 
-#[tokio::test]
-async fn shutdown_lets_a_request_in_flight_finish() {
-    let slow = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = slow.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = slow.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0; 4096];
-                let _ = stream.read(&mut buf).await;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
-                    .await;
-            });
-        }
-    });
-    let (gateway, _dir) = start(upstream, &[]);
-    let mut stream = TcpStream::connect(gateway.addr()).await.unwrap();
-    let request = format!(
-        "GET /api/2.0/mlflow/experiments/search HTTP/1.1\r\nHost: gateway\r\n\
-         Authorization: {ALICE}\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    drop(gateway);
-    let seen = read_until_closed(&mut stream, Duration::from_secs(10))
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&seen);
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert!(text.ends_with("slow"), "{text}");
-}
-
 /// An upstream that answers every request on a connection after `delay`, keeping it alive.
 async fn slow_keep_alive_upstream(delay: Duration) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -194,6 +161,26 @@ async fn slow_keep_alive_upstream(delay: Duration) -> SocketAddr {
         }
     });
     addr
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_request_in_flight_finish() {
+    let upstream = slow_keep_alive_upstream(Duration::from_secs(1)).await;
+    let (gateway, _dir) = start(upstream, &[]);
+    let mut stream = TcpStream::connect(gateway.addr()).await.unwrap();
+    let request = format!(
+        "GET /api/2.0/mlflow/experiments/search HTTP/1.1\r\nHost: gateway\r\n\
+         Authorization: {ALICE}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(gateway);
+    let seen = read_until_closed(&mut stream, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("slow"), "{text}");
 }
 
 #[tokio::test]
@@ -224,7 +211,11 @@ async fn at_shutdown_an_idle_connection_closes_at_once_and_a_busy_one_after_its_
     let idle_seen = read_until_closed(&mut idle, Duration::from_secs(5))
         .await
         .expect("the idle connection was still open 5 s after the shutdown");
-    assert!(idle_seen.is_empty(), "{}", String::from_utf8_lossy(&idle_seen));
+    assert!(
+        idle_seen.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&idle_seen)
+    );
     let busy_seen = read_until_closed(&mut busy, Duration::from_secs(5))
         .await
         .expect("the busy connection was still open 5 s after the shutdown");
