@@ -8,11 +8,9 @@
 use std::{
     cell::{Cell, RefCell},
     convert::Infallible,
-    fmt,
     future::Future,
     io,
     net::SocketAddr,
-    pin::Pin,
     sync::Arc,
     task::{Context, Poll, Waker},
     time::Duration,
@@ -27,7 +25,7 @@ use hyper_util::{
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpSocket, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch},
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch},
 };
 use tower::{ServiceExt as _, util::Oneshot};
 use tower_service::Service;
@@ -166,69 +164,6 @@ type Req = Request<Incoming>;
 type Answer = Response<ProxyBody>;
 /// What hyper sends: the answer, its body keeping the connection's request in flight.
 type Sent = Response<TrackedBody<ProxyBody>>;
-
-/// The tower stack, its type erased once for the whole server instead of once a request: the
-/// serve loop is compiled for the stack's own type, so no request's future is boxed (a
-/// `BoxCloneService` boxes every one: an allocation, a copy of the future and a virtual call).
-pub(crate) struct ErasedStack {
-    serve: Box<ServeFn>,
-}
-
-/// [`serve`], the stack's type fixed inside.
-type ServeFn =
-    dyn FnOnce(Listeners, Limits, Option<TlsListener>, Arc<Metrics>, Signal) -> Served + Send;
-
-/// The shutdown signal [`ErasedStack`] passes on to [`serve`].
-type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// [`serve`]'s future, for [`ErasedStack`].
-type Served = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-impl ErasedStack {
-    pub(crate) fn new<S>(service: S) -> Self
-    where
-        S: Service<Req, Response = Answer, Error = Infallible> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-    {
-        Self {
-            serve: Box::new(move |listeners, limits, tls, metrics, shutdown| {
-                Box::pin(serve(listeners, service, limits, tls, metrics, shutdown))
-            }),
-        }
-    }
-
-    /// [`serve`] with this stack.
-    pub(crate) async fn serve(
-        self,
-        listeners: Listeners,
-        limits: Limits,
-        tls: Option<TlsListener>,
-        metrics: Arc<Metrics>,
-        shutdown: impl Future<Output = ()>,
-    ) {
-        // The caller's signal need not be `Send`: it stays here and is relayed.
-        let (signal, signalled) = oneshot::channel::<()>();
-        let relayed = Box::pin(async move {
-            let _ = signalled.await;
-        });
-        let serving = (self.serve)(listeners, limits, tls, metrics, relayed);
-        let relay = async move {
-            shutdown.await;
-            let _ = signal.send(());
-            std::future::pending::<()>().await;
-        };
-        tokio::select! {
-            () = serving => {}
-            () = relay => {}
-        }
-    }
-}
-
-impl fmt::Debug for ErasedStack {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ErasedStack").finish_non_exhaustive()
-    }
-}
 
 /// What every worker shares.
 struct Shared {
