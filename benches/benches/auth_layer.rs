@@ -381,6 +381,7 @@ fn bench_auth_layer(c: &mut Criterion) {
             )))
         });
     });
+    // What `Cached` computed until session 13: HMAC-SHA256 from a precomputed key state.
     let mac = <Hmac<Sha256> as KeyInit>::new(&[7_u8; 64].into());
     breakdown.bench_function("cache_key_hmac_basic", |b| {
         b.iter(|| {
@@ -391,6 +392,21 @@ fn bench_auth_layer(c: &mut Criterion) {
             mac.update(&[0]);
             mac.update(std::hint::black_box(b"alice-password"));
             std::hint::black_box(mac.finalize().into_bytes())
+        });
+    });
+    // What `Cached` computes now over the same bytes: SipHash-2-4 with its 128-bit output.
+    let sip = siphasher::sip128::SipHasher24::new_with_key(&[7_u8; 16]);
+    breakdown.bench_function("cache_key_siphash24_128_basic", |b| {
+        b.iter(|| {
+            use siphasher::sip128::Hasher128 as _;
+            use std::hash::Hasher as _;
+            let mut sip = sip;
+            sip.write(&[1]);
+            sip.write(&5_u64.to_be_bytes());
+            sip.write(b"alice");
+            sip.write(&[0]);
+            sip.write(std::hint::black_box(b"alice-password"));
+            std::hint::black_box(sip.finish128().as_bytes())
         });
     });
     let alice_credentials =
