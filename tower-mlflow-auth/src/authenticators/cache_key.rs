@@ -131,8 +131,8 @@ impl KeyMac {
         })
     }
 
-    /// The cache key of credentials: SipHash-2-4-128(key, scheme ‖ len(name) ‖ name ‖ 0 ‖
-    /// secret).
+    /// The cache key of credentials: SipHash-2-4-128(key, scheme ‖ len(name) ‖ name ‖ secret),
+    /// the length as 8 bytes big-endian.
     ///
     /// The name is length-prefixed so that no (name, secret) pair can collide with another
     /// by moving bytes across the boundary (a Basic username may contain a NUL byte).
@@ -151,13 +151,14 @@ impl KeyMac {
         };
         let secret = credentials.secret_bytes();
         let name_len = u64::try_from(name.len()).unwrap_or(u64::MAX);
+        let mut head = [scheme; 9];
+        head[1..].copy_from_slice(&name_len.to_be_bytes());
         // `Hasher::write` only: it streams the bytes as given, with no length prefixes of its
-        // own (those of `Hash` impls), so the input is exactly the framing above.
+        // own (those of `Hash` impls), so the input is exactly the framing above. Three
+        // writes, not one a field: each one that ends mid-word is carried into the next.
         let mut mac = self.credentials;
-        Hasher::write(&mut mac, &[scheme]);
-        Hasher::write(&mut mac, &name_len.to_be_bytes());
+        Hasher::write(&mut mac, &head);
         Hasher::write(&mut mac, name);
-        Hasher::write(&mut mac, &[0]);
         Hasher::write(&mut mac, secret);
         CacheKey(mac.finish128().as_bytes())
     }
@@ -218,10 +219,10 @@ mod tests {
             username: "alice".into(),
             password: secrecy::SecretString::from("s3cr3t"),
         };
-        // scheme 1 (Basic) ‖ the name's length, 8 bytes big-endian ‖ name ‖ 0 ‖ secret.
+        // scheme 1 (Basic) ‖ the name's length, 8 bytes big-endian ‖ name ‖ secret.
         let mut framed = vec![1];
         framed.extend_from_slice(&5_u64.to_be_bytes());
-        framed.extend_from_slice(b"alice\0s3cr3t");
+        framed.extend_from_slice(b"alices3cr3t");
         let expected = SipHasher24::new_with_key(&mac.credentials.key()).hash(&framed);
         assert_eq!(
             mac.key_for(&credentials.borrowed()),
