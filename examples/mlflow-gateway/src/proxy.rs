@@ -304,10 +304,14 @@ impl Service<Request<Incoming>> for Proxy {
         let pool = Arc::clone(self.clients.current());
         let request = Request::from_parts(parts, body);
         let timeout = self.timeout;
-        let (metrics, started) = (self.metrics.clone(), tokio::time::Instant::now());
+        // The clock is read only when there are metrics to record the latency in.
+        let timing = self
+            .metrics
+            .clone()
+            .map(|metrics| (metrics, tokio::time::Instant::now()));
         Box::pin(async move {
             let answer = tokio::time::timeout(timeout, pool.send(request)).await;
-            if let (Some(metrics), Ok(Ok(_))) = (&metrics, &answer) {
+            if let (Some((metrics, started)), Ok(Ok(_))) = (&timing, &answer) {
                 metrics.upstream_head(started.elapsed());
             }
             match answer {
@@ -368,9 +372,11 @@ fn is_websocket_upgrade<B>(request: &Request<B>) -> bool {
             .flat_map(|value| value.split(','))
             .any(|item| item.trim().eq_ignore_ascii_case(token))
     };
+    // `Upgrade` first: almost no request has one, and then `Connection` (which nearly every
+    // HTTP/1.1 client sends, `keep-alive`) is never split and compared.
     request.version() == http::Version::HTTP_11
-        && has_token(header::CONNECTION, "upgrade")
         && has_token(header::UPGRADE, "websocket")
+        && has_token(header::CONNECTION, "upgrade")
 }
 
 /// A request the proxy answers itself.
