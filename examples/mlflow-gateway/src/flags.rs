@@ -27,6 +27,9 @@ mod sso;
     after_help = "`mlflow-gateway hash-token USER` reads a token on stdin and prints \
                         its --tokens-file line."
 )]
+// The field docs are the `--help` text, read in a terminal: URLs and <placeholders> in them
+// are meant literally, not as links or HTML.
+#[allow(rustdoc::bare_urls, rustdoc::invalid_html_tags)]
 #[non_exhaustive]
 pub struct Flags {
     /// A TOML file of options: keys are option names (`listen = "0.0.0.0:8080"`,

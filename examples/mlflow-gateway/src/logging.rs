@@ -11,7 +11,7 @@
 //! errors) is written at once, after the access lines buffered before it, so the order holds.
 //!
 //! With this subscriber installed, access lines skip tracing's formatters: the access log
-//! writes them into the buffer itself, through [`AccessSink`], byte for byte as the format
+//! writes them into the buffer itself, through its `AccessSink`, byte for byte as the format
 //! chosen here would (see `access_log::line`).
 
 use std::{

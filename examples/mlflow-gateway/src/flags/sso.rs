@@ -12,6 +12,9 @@ use crate::config::{ConfigError, SsoConfig, shown_url};
 // `group(skip)`: no argument group of its own, so clap's checks stay as they were.
 #[derive(Debug, Args)]
 #[group(skip)]
+// The field docs are the `--help` text, read in a terminal: URLs and <placeholders> in them
+// are meant literally, not as links or HTML.
+#[allow(rustdoc::bare_urls, rustdoc::invalid_html_tags)]
 #[non_exhaustive]
 pub struct SsoFlags {
     /// Sign people in to the MLflow UI with this OpenID Connect issuer (keys and endpoints
