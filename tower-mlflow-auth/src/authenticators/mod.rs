@@ -15,7 +15,7 @@ pub(crate) mod revocation;
 #[cfg(any(feature = "cache", feature = "jwt", feature = "static-tokens"))]
 pub(crate) mod uniform_key;
 
-// The HMAC keying of `Cached` and of `Jwt`'s token cache.
+// The keyed-PRF cache keys of `Cached` (SipHash) and of `Jwt`'s token cache (GCM-SIV).
 #[cfg(any(feature = "cache", feature = "jwt"))]
 pub(crate) mod cache_key;
 

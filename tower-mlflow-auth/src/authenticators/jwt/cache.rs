@@ -33,7 +33,7 @@ pub(super) struct TokenCache {
 
 impl fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never the HMAC key or the entries.
+        // Never the key or the entries.
         f.debug_struct("TokenCache")
             .field("ttl", &self.ttl)
             .field("max_tokens", &self.max_tokens)
@@ -184,8 +184,8 @@ impl TokenCache {
 
     /// Frees an eighth of the bound at once, so that a cache kept full by more live tokens
     /// than it holds sweeps once per many inserts rather than on each: the expired tokens
-    /// go first, then arbitrary ones. The map's order is that of the keys, HMACs under a
-    /// secret, so no client can choose whose token goes.
+    /// go first, then arbitrary ones. The map's order is that of the keys, keyed PRF tags
+    /// under a secret, so no client can choose whose token goes.
     fn make_room(&self, entries: &mut KeyMap<Entry>, now: Instant) {
         entries.retain(|_, entry| entry.expires_at > now);
         let keep = self.max_tokens - self.max_tokens.div_ceil(8);
