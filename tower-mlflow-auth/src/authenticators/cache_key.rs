@@ -39,8 +39,9 @@ use crate::authenticators::uniform_key::{UniformMap, first_word};
 #[cfg(feature = "cache")]
 use crate::credentials::{CredentialsRef, Scheme};
 
-/// The length of a [`CacheKey`]: 128 bits, a GCM-SIV tag and a SipHash-128 output. Nobody outside can compute a key, so finding a credential that shares one
-/// with a cached credential takes ~2^128 guesses, each a request.
+/// The length of a [`CacheKey`]: 128 bits, a GCM-SIV tag and a SipHash-128 output. Nobody
+/// outside can compute a key, so finding a credential that shares one with a cached
+/// credential takes ~2^128 guesses, each a request.
 const KEY_LEN: usize = 16;
 
 /// A keyed PRF of a credential under the cache's private secret.
@@ -111,7 +112,8 @@ pub(crate) struct KeyMac {
 impl KeyMac {
     /// Draws fresh random keys from the operating system.
     pub(crate) fn random() -> Result<Self, KeyMacError> {
-        // Independent halves: each PRF gets its own 32-byte key.
+        // Independent halves: each PRF gets its own key (SipHash takes 16 bytes of its half,
+        // AES-256-GCM-SIV all 32).
         let mut secret = zeroize::Zeroizing::new([0_u8; 64]);
         getrandom::fill(&mut secret[..]).map_err(KeyMacError::Random)?;
         Ok(Self {
