@@ -31,20 +31,29 @@ struct Answer {
 }
 
 /// `GET PATH` from the source address `from`, with `Authorization: authorization` and the
-/// extra header lines `extra`, on a fresh connection.
-async fn get_from(gateway: SocketAddr, from: &str, authorization: &str, extra: &str) -> Answer {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket
-        .bind(SocketAddr::new(from.parse::<IpAddr>().unwrap(), 0))
-        .unwrap();
-    let mut stream = socket.connect(gateway).await.unwrap();
+/// extra header lines `extra`, on a fresh connection; panics with the gateway's log if the
+/// exchange fails.
+async fn get_from(gateway: &Binary, from: &str, authorization: &str, extra: &str) -> Answer {
+    let addr = gateway.addr();
     let head = format!(
-        "GET {PATH} HTTP/1.1\r\nHost: {gateway}\r\nAuthorization: {authorization}\r\n{extra}\
+        "GET {PATH} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {authorization}\r\n{extra}\
          Connection: close\r\n\r\n"
     );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
+    let exchange = async {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(from.parse::<IpAddr>().unwrap(), 0))?;
+        let mut stream = socket.connect(addr).await?;
+        stream.write_all(head.as_bytes()).await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.map(|_| raw)
+    };
+    let raw = exchange.await.unwrap_or_else(|error| {
+        panic!(
+            "GET from {from} to {addr}: {error} ({:?}); the gateway's log:\n{}",
+            error.kind(),
+            gateway.log()
+        )
+    });
     let text = String::from_utf8_lossy(&raw);
     let (head, _) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
@@ -81,35 +90,34 @@ const REJECTED: Answer = Answer {
 async fn a_guessing_address_gets_429_while_cached_and_other_users_are_served() {
     let dir = TempDir::new("throttle");
     let gateway = gateway(&dir, &["--failed-login-limit", "3", "--cache-ttl", "300"]).await;
-    let addr = gateway.addr();
     let alice = basic("alice", "alice-pass");
     // alice logs in first, so her credential is in the verified cache.
-    assert_eq!(get_from(addr, "127.0.0.2", &alice, "").await, SERVED);
+    assert_eq!(get_from(&gateway, "127.0.0.2", &alice, "").await, SERVED);
 
     // Three wrong passwords from 127.0.0.2 are checked and refused...
     for n in 0..3 {
         let guess = basic("victim", &format!("guess-{n}"));
-        assert_eq!(get_from(addr, "127.0.0.2", &guess, "").await, REJECTED);
+        assert_eq!(get_from(&gateway, "127.0.0.2", &guess, "").await, REJECTED);
     }
     // ...the fourth, and even the right one, are not checked: 429 with Retry-After. A token
     // comes back every 20 s (3 a minute).
     for password in ["guess-3", "victim-pass"] {
-        let answer = get_from(addr, "127.0.0.2", &basic("victim", password), "").await;
+        let answer = get_from(&gateway, "127.0.0.2", &basic("victim", password), "").await;
         assert_eq!(answer.status, 429, "{password}");
         let retry_after = answer.retry_after.expect("Retry-After");
         assert!((1..=20).contains(&retry_after), "{retry_after}");
     }
 
     // Meanwhile the cached user on the same address is served...
-    assert_eq!(get_from(addr, "127.0.0.2", &alice, "").await, SERVED);
+    assert_eq!(get_from(&gateway, "127.0.0.2", &alice, "").await, SERVED);
     // ...and another address is not affected: wrong, then right.
     let carol_wrong = basic("carol", "nope");
     assert_eq!(
-        get_from(addr, "127.0.0.3", &carol_wrong, "").await,
+        get_from(&gateway, "127.0.0.3", &carol_wrong, "").await,
         REJECTED
     );
     let carol = basic("carol", "carol-pass");
-    assert_eq!(get_from(addr, "127.0.0.3", &carol, "").await, SERVED);
+    assert_eq!(get_from(&gateway, "127.0.0.3", &carol, "").await, SERVED);
 
     // The access lines (the reason) are buffered up to 100 ms.
     let reasoned = holds_within(Duration::from_secs(10), || async {
@@ -142,24 +150,23 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_counted() {
         "127.0.0.4",
     ];
     let gateway = gateway(&dir, &args).await;
-    let addr = gateway.addr();
     let wrong = basic("victim", "wrong");
     let via_proxy = |client: &str| format!("X-Forwarded-For: {client}\r\n");
     for _ in 0..2 {
-        let answer = get_from(addr, "127.0.0.4", &wrong, &via_proxy("192.0.2.1")).await;
+        let answer = get_from(&gateway, "127.0.0.4", &wrong, &via_proxy("192.0.2.1")).await;
         assert_eq!(answer, REJECTED);
     }
-    let answer = get_from(addr, "127.0.0.4", &wrong, &via_proxy("192.0.2.1")).await;
+    let answer = get_from(&gateway, "127.0.0.4", &wrong, &via_proxy("192.0.2.1")).await;
     assert_eq!(answer.status, 429);
     // The proxy's other clients have their own buckets.
-    let answer = get_from(addr, "127.0.0.4", &wrong, &via_proxy("192.0.2.2")).await;
+    let answer = get_from(&gateway, "127.0.0.4", &wrong, &via_proxy("192.0.2.2")).await;
     assert_eq!(answer, REJECTED);
     // An untrusted peer cannot pick a bucket by claiming an address.
     for _ in 0..2 {
-        let answer = get_from(addr, "127.0.0.5", &wrong, &via_proxy("192.0.2.3")).await;
+        let answer = get_from(&gateway, "127.0.0.5", &wrong, &via_proxy("192.0.2.3")).await;
         assert_eq!(answer, REJECTED);
     }
-    let answer = get_from(addr, "127.0.0.5", &wrong, &via_proxy("192.0.2.4")).await;
+    let answer = get_from(&gateway, "127.0.0.5", &wrong, &via_proxy("192.0.2.4")).await;
     assert_eq!(answer.status, 429, "keyed by the peer, 127.0.0.5");
     assert!(gateway.log().contains("key=192.0.2.1"));
 }
@@ -170,10 +177,7 @@ async fn a_limit_of_zero_turns_throttling_off() {
     let gateway = gateway(&dir, &["--failed-login-limit", "0"]).await;
     for n in 0..25 {
         let guess = basic("victim", &format!("guess-{n}"));
-        assert_eq!(
-            get_from(gateway.addr(), "127.0.0.2", &guess, "").await,
-            REJECTED
-        );
+        assert_eq!(get_from(&gateway, "127.0.0.2", &guess, "").await, REJECTED);
     }
     assert!(!gateway.log().contains("request throttled"));
 }

@@ -65,8 +65,13 @@ impl Listeners {
         // `SO_REUSEPORT` would also let these sockets join the listeners of another process
         // of the same user, a second gateway started by mistake, and share its traffic
         // silently. A plain bind first fails as nginx's would ("address already in use"),
-        // and for port 0 picks a port nobody holds.
-        let addr = std::net::TcpListener::bind(addr)?.local_addr()?;
+        // and for port 0 picks a port nobody holds. Bound, not listening: a client that
+        // connects meanwhile must not land in a backlog this drop would reset.
+        let addr = {
+            let probe = tcp_socket(addr)?;
+            probe.bind(addr)?;
+            probe.local_addr()?
+        };
         let socket = tcp_socket(addr)?;
         // Every listener on the port needs the option, the first one too.
         let reuse_port = workers > 1 && set_reuse_port(&socket).is_ok();
