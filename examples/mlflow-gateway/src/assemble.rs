@@ -9,7 +9,7 @@ use std::{
 use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
-use tower::{Layer as _, ServiceBuilder, util::BoxCloneService};
+use tower::{ServiceBuilder, util::BoxCloneService};
 use tower_mlflow_auth::{
     AuthLayer, AuthRejection, Authenticator, Authorization, BoxAuthenticator, Challenge,
     Credentials, CredentialsRef, InvalidRealm, OriginCheckLayer, RejectionResponse,
@@ -24,7 +24,7 @@ use tower_mlflow_core::{
 pub(crate) use crate::stores::authenticator;
 use crate::stores::observed_authenticator;
 use crate::{
-    access_log::{AccessLogLayer, RecordPrincipal, RecordPrincipalLayer},
+    access_log::AccessLogLayer,
     assertion::{self, Asserter, AssertionSecretError},
     config::{Config, ConfigError},
     forwarded::ClientIpKey,
@@ -230,10 +230,9 @@ pub async fn assemble(config: &Config) -> Result<Gateway, AssembleError> {
     };
     let access_log = AccessLogLayer::new(&config.trusted_proxies, Arc::clone(&metrics));
     let sso = sso.map(|sso| {
-        let direct = RecordPrincipalLayer.layer(proxy.clone());
         (
             SsoOriginLayer::new(Arc::clone(&sso)),
-            SsoLayer::new(sso, direct),
+            SsoLayer::new(sso, proxy.clone()),
         )
     });
     let service = BoxCloneService::new(edge(access_log, origin_check, sso, throttle, layer, proxy));
@@ -290,13 +289,13 @@ fn upstream_check_client(config: &Config) -> Result<HttpClient, AssembleError> {
 /// gateway's origin before the check takes a verified `Origin` out.
 ///
 /// ```text
-/// AccessLog → [SsoOrigin] → OriginCheck → [Sso] ─┬─ [Throttle] → Auth → ThrottleRelease → RecordPrincipal → Proxy
-///                                                └─ direct:                               RecordPrincipal → Proxy
+/// AccessLog → [SsoOrigin] → OriginCheck → [Sso] ─┬─ [Throttle] → Auth → ThrottleRelease → Proxy
+///                                                └─ direct:                                 Proxy
 /// ```
 fn edge(
     access_log: AccessLogLayer,
     origin_check: OriginCheckLayer,
-    sso: Option<(SsoOriginLayer, SsoLayer<RecordPrincipal<Proxy>>)>,
+    sso: Option<(SsoOriginLayer, SsoLayer<Proxy>)>,
     throttle: Option<ThrottleLayer<Observed<BoxAuthenticator>, ClientIpKey>>,
     auth: AuthLayer<Observed<BoxAuthenticator>, Rejection>,
     proxy: Proxy,
@@ -318,8 +317,8 @@ fn edge(
         .layer(auth)
         // Inside AuthLayer: an accepted request's token comes back before the upstream answers.
         .layer(ThrottleReleaseLayer::new())
-        // Inside AuthLayer: the accepted principal, for the access log.
-        .layer(RecordPrincipalLayer)
+        // The proxy's answer carries the request's extensions, the accepted principal among
+        // them, for the access log.
         .service(proxy)
 }
 

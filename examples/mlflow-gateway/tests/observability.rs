@@ -164,6 +164,26 @@ async fn the_text_access_log_has_the_fields() {
     assert_no_secrets(&log, &[&alice]);
 }
 
+#[tokio::test]
+async fn the_proxys_own_answers_are_logged_with_the_user() {
+    // Nothing listens upstream: the proxy answers 502 itself, and its answer still names the
+    // user who was let in.
+    let dir = TempDir::new("access-proxy-error");
+    let closed = SocketAddr::from(([127, 0, 0, 1], tower_mlflow_tests::free_port()));
+    let fixture = support::gateway::Fixture::with_upstream(&dir, HTPASSWD, closed);
+    let gateway = fixture.binary(&[]);
+    let alice = basic("alice", "alice-pass");
+    assert_eq!(get_with_secrets(gateway.addr(), &alice).await, 502);
+    let log = log_with_access_lines(&gateway, 1).await;
+    let line = log
+        .lines()
+        .find(|line| line.contains(&format!(" {ACCESS_TARGET}: ")))
+        .unwrap_or_else(|| panic!("no access line in:\n{log}"));
+    for field in ["status=502", "user=\"alice\"", "authenticator=\"htpasswd\""] {
+        assert!(line.contains(field), "no {field} in {line}");
+    }
+}
+
 /// Sends SIGHUP and waits for its INFO line: every access line logged before it is then in
 /// the log (other lines are written after the buffered access lines).
 async fn flush_with_sighup(gateway: &Binary) -> String {

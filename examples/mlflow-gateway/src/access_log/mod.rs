@@ -5,10 +5,10 @@
 //!
 //! [`AccessLogLayer`] is the outermost layer, so it sees every answer: the origin check's
 //! 403, the throttle's 429, the `AuthLayer`'s 401/403/503 (their markers in the response
-//! extensions give the reason) and the proxy's. [`RecordPrincipalLayer`] sits inside the
-//! `AuthLayer` and copies the accepted principal into the response extensions, where this
-//! layer reads the user and the authenticator. The line carries no header value and no
-//! query string: only the path, the principal's name and fixed reason texts.
+//! extensions give the reason) and the proxy's. The proxy's answer carries the request's
+//! extensions, the accepted principal among them, and this layer reads the user and the
+//! authenticator there. The line carries no header value and no query string: only the
+//! path, the principal's name and fixed reason texts.
 
 use std::{
     fmt,
@@ -29,9 +29,6 @@ use tower_mlflow_auth::{AuthRejection, Authorization, OriginRejection, throttle:
 use tower_service::Service;
 
 mod line;
-mod record;
-
-pub(crate) use record::{RecordPrincipal, RecordPrincipalLayer};
 
 use self::line::Entry;
 use crate::{
